@@ -1,0 +1,1 @@
+"""HTTP: FastAPI routers per OpenAI resource, auth, and the one error handler. No model code runs here."""

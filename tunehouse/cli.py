@@ -1,0 +1,188 @@
+"""The `tunehouse` command.
+
+    tunehouse serve [--host 127.0.0.1] [--port 8000] [--data-dir DIR] [--insecure]
+    tunehouse keys create --project NAME
+    tunehouse data check FILE [--model M] [--show N] [--epochs N] [--json]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .settings import LOOPBACK_HOSTS, Settings
+
+app = typer.Typer(help="Self-hosted fine-tuning that speaks the OpenAI API.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: each belongs to a project.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: validate, count tokens, preview what will be learned.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+
+DataDirOption = Annotated[
+    Optional[Path], typer.Option("--data-dir", help="Data directory [env TUNEHOUSE_DATA_DIR; default ./tunehouse-data]")
+]
+
+
+def _settings(data_dir: Path | None, **overrides) -> Settings:
+    values = {key: value for key, value in overrides.items() if value is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    data_dir: DataDirOption = None,
+    insecure: Annotated[
+        bool, typer.Option(help="Allow a non-loopback --host while no API key exists (anyone could use it)")
+    ] = False,
+) -> None:
+    """Serve the OpenAI-compatible API and the dashboard."""
+    import uvicorn
+
+    from .api.app import build_app
+    from .store.db import Database
+    from .store.keys import any_keys
+
+    settings = _settings(data_dir, host=host, port=port, insecure=insecure)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    db.create_all()
+    if host not in LOOPBACK_HOSTS and not settings.insecure and not any_keys(db):
+        err_console.print(
+            f"[red]Refusing to listen on {host} in open mode:[/red] no API key exists, so anyone who can reach "
+            "this address could use the server. Create a key first (`tunehouse keys create --project NAME`) "
+            "or pass --insecure."
+        )
+        raise typer.Exit(2)
+    db.dispose()
+    application = build_app(settings)
+    err_console.print(f"tunehouse: data in {settings.data_dir.resolve()}; API at http://{host}:{port}/v1")
+    uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+
+
+@keys_app.command("create")
+def keys_create(
+    project: Annotated[str, typer.Option(help="Project the key gives access to")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create an API key; the secret is printed once, on the last line, and only its hash is stored."""
+    from .store.db import Database
+    from .store.keys import create_key
+
+    settings = _settings(data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    db.create_all()
+    secret = create_key(db, project)
+    err_console.print(f"Created a key for project {project!r}. Store it now: it cannot be shown again.")
+    print(secret)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDirOption = None) -> None:
+    """List keys (redacted) and their projects."""
+    from .store.db import Database
+    from .store.keys import list_keys
+
+    db = Database(_settings(data_dir).resolved_database_url)
+    db.create_all()
+    table = Table("id", "project", "key", "created")
+    for key in list_keys(db):
+        table.add_row(key.id, key.project, key.redacted, str(key.created_at))
+    console.print(table)
+
+
+@data_app.command("check")
+def data_check(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL dataset")],
+    model: Annotated[Optional[str], typer.Option(help="Model whose tokenizer and template to use")] = None,
+    show: Annotated[int, typer.Option(help="Print N examples as training sees them, loss tokens marked")] = 0,
+    epochs: Annotated[Optional[int], typer.Option(help="n_epochs for the cost estimate (default: auto)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Validate a dataset, count its tokens and preview what will be learned. Exit code 1 if it is invalid."""
+    from .api.app import open_services
+    from .data.render import render_example
+    from .data.stats import compute_stats
+    from .data.validate import validate_dataset
+    from .models.catalog import DEFAULT_MODEL, context_length, load_tokenizer
+
+    report = validate_dataset(file)
+    if not report.ok:
+        if as_json:
+            problems = [{"line": p.line, "code": p.code, "message": p.message} for p in report.problems]
+            print(json.dumps({"valid": False, "problem_count": report.problem_count, "problems": problems}))
+        else:
+            err_console.print(f"[red]✗[/red] {report.summary(str(file))}")
+            for problem in report.problems[:50]:
+                err_console.print(f"  line {problem.line}: [bold]{problem.code}[/bold] {problem.message}")
+        raise typer.Exit(1)
+
+    services = open_services(_settings(data_dir))
+    model_name = model or DEFAULT_MODEL
+    model_dir = services.catalog.model_path(model_name, log=err_console.print)
+    tokenizer = load_tokenizer(str(model_dir))
+    stats = compute_stats(report, tokenizer, context_length=context_length(model_dir), n_epochs=epochs)
+    if as_json:
+        print(json.dumps({"valid": True, "warnings": report.warnings, "model": model_name, **stats.as_dict()}))
+        return
+    console.print(f"[green]✓[/green] {report.summary(str(file))}")
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    table = Table("statistic", "value", title=f"{file.name} with {model_name}'s tokenizer")
+    table.add_row("format", stats.format)
+    table.add_row("examples", str(stats.examples))
+    table.add_row("tokens per example (min / mean / max)", f"{stats.tokens_min} / {stats.tokens_mean} / {stats.tokens_max}")
+    table.add_row("tokens that carry loss (one epoch)", str(stats.loss_tokens))
+    table.add_row(f"examples over the context ({stats.context_length})", f"{stats.examples_over_context} (truncated)")
+    table.add_row("epochs", f"{stats.n_epochs}{'' if epochs else ' (auto)'}")
+    table.add_row("billable tokens", str(stats.billable_tokens))
+    table.add_row("estimated training time (CPU)", _duration(stats.estimated_seconds))
+    console.print(table)
+    for example in report.examples[:show]:
+        rendered = render_example(example.record, example.format, tokenizer)
+        console.rule(f"line {example.line}: {len(rendered.input_ids)} tokens, {rendered.loss_tokens} learned")
+        console.print(preview_text(rendered.pieces, color=console.is_terminal))
+    if show:
+        marks = "[green]green[/green]" if console.is_terminal else "⟦ ⟧"
+        console.print(f"Text in {marks} carries the loss: it is what the model learns to write.")
+
+
+def preview_text(pieces: list[tuple[str, bool]], *, color: bool) -> Text:
+    """The rendered example with its loss pieces marked: green on a terminal, ⟦…⟧ in plain output."""
+    text = Text()
+    for piece, loss in pieces:
+        if color:
+            text.append(piece, style="bold green" if loss else "dim")
+        else:
+            text.append(f"⟦{piece}⟧" if loss else piece)
+    return text
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"~{seconds:.0f} s"
+    if seconds < 5400:
+        return f"~{seconds / 60:.0f} min"
+    return f"~{seconds / 3600:.1f} h"
+
+
+def main() -> None:
+    """Entry point of `python -m tunehouse`."""
+    app(prog_name="tunehouse")

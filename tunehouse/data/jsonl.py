@@ -1,0 +1,157 @@
+"""Reading JSONL the forgiving way (BOM, CRLF, blank lines, no final newline) and saying exactly what breaks it.
+
+Used at upload, where only what makes a file unusable as JSONL is refused, and by the deeper checks in
+validate.py. Files are read line by line from disk: never the whole file in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+UTF8_BOM = b"\xef\xbb\xbf"
+MAX_LINE_BYTES = 16 * 1024 * 1024
+"""A longer line is reported as a problem (and skipped) instead of being loaded."""
+MAX_REPORTED_PROBLEMS = 100
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a dataset, located by line (1-based) where it has one."""
+
+    line: int | None
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}" if self.line else self.message
+
+
+@dataclass(frozen=True)
+class JsonLine:
+    line: int
+    value: object
+
+
+def iter_json_lines(path: Path) -> Iterator[JsonLine | Problem]:
+    """Yield each non-blank line parsed as JSON, or a Problem saying why it could not be."""
+    with open(path, "rb") as handle:
+        line_no = 0
+        while True:
+            raw = handle.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            line_no += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                _skip_rest_of_line(handle)
+                yield Problem(line_no, "line_too_long", f"line is longer than {MAX_LINE_BYTES} bytes")
+                continue
+            if line_no == 1 and raw.startswith(UTF8_BOM):
+                raw = raw[len(UTF8_BOM) :]
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield Problem(
+                    line_no,
+                    "invalid_encoding",
+                    f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line); "
+                    "save the file as UTF-8",
+                )
+                continue
+            if not text.strip():
+                continue
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield Problem(line_no, "invalid_json", f"not valid JSON: {exc.msg} (column {exc.colno})")
+                continue
+            except RecursionError:
+                yield Problem(line_no, "invalid_json", "not valid JSON: nested too deeply")
+                continue
+            yield JsonLine(line_no, value)
+
+
+def _skip_rest_of_line(handle) -> None:
+    while True:
+        chunk = handle.readline(MAX_LINE_BYTES)
+        if not chunk or chunk.endswith(b"\n"):
+            return
+
+
+JSONL_EXPECTATION = "Expected file to have JSONL format, where every line is a valid JSON dictionary."
+
+
+def check_jsonl_objects(path: Path) -> tuple[int, list[Problem], int]:
+    """Check only that every line is a JSON object. Returns (objects, first problems, problem count).
+
+    This is the upload-time check: what it refuses cannot be a dataset at all.
+    """
+    objects = 0
+    problems: list[Problem] = []
+    problem_count = 0
+    first_value_seen = False
+    for item in iter_json_lines(path):
+        if isinstance(item, JsonLine) and isinstance(item.value, dict):
+            objects += 1
+            first_value_seen = True
+            continue
+        if isinstance(item, JsonLine):
+            problem = not_an_object(item, first=not first_value_seen)
+            first_value_seen = True
+        else:
+            problem = _array_file_problem(path, item) if not first_value_seen else item
+            first_value_seen = True
+        problem_count += 1
+        if len(problems) < MAX_REPORTED_PROBLEMS:
+            problems.append(problem)
+    if objects == 0 and problem_count == 0:
+        problems.append(Problem(None, "empty_file", "the file has no examples (it is empty or only blank lines)"))
+        problem_count = 1
+    return objects, problems, problem_count
+
+
+def not_an_object(item: JsonLine, *, first: bool) -> Problem:
+    kind = json_type_name(item.value)
+    if first and isinstance(item.value, list):
+        return Problem(item.line, "json_array", _ARRAY_HINT)
+    return Problem(item.line, "data_type", f"expected a JSON object ({{...}}) on each line, found {kind}")
+
+
+_ARRAY_HINT = (
+    "the file is a JSON array, but JSONL needs one JSON object per line "
+    "(convert it with: jq -c '.[]' data.json > data.jsonl)"
+)
+
+
+def _array_file_problem(path: Path, problem: Problem) -> Problem:
+    """A pretty-printed JSON array fails to parse on line 1 (`[`): say what the file really is."""
+    if problem.code == "invalid_json" and problem.line is not None:
+        with open(path, "rb") as handle:
+            head = handle.read(4096).lstrip(UTF8_BOM + b" \t\r\n")
+        if head.startswith(b"["):
+            return Problem(problem.line, "json_array", _ARRAY_HINT)
+    return problem
+
+
+def json_type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def summarize_problems(problems: list[Problem], total: int, *, shown: int = 5) -> str:
+    """`line 3: ...; line 9: ... (and 4 more problems)`."""
+    text = "; ".join(str(p) for p in problems[:shown])
+    if total > shown:
+        text += f" (and {total - shown} more problem{'s' if total - shown > 1 else ''})"
+    return text

@@ -1,0 +1,1 @@
+"""Base models: the embedded default, local folders, aliases."""

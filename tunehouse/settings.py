@@ -1,0 +1,48 @@
+"""Server settings: one pydantic-settings class, built once and passed down (never a module global).
+
+Every field can be set from the environment as `TUNEHOUSE_<FIELD>` (e.g. `TUNEHOUSE_DATA_DIR`).
+docs/configuration.md is the reference for each one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUNEHOUSE_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("tunehouse-data"))
+    """Where the database, uploaded files, checkpoints and converted models live."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL of the metadata database; default: a SQLite file `tunehouse.db` in the data dir."""
+
+    model_cache_dir: Path | None = None
+    """Where converted base models are cached; default: `models/` in the data dir."""
+
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    """Largest file `POST /v1/files` accepts; past it the answer is 413."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    insecure: bool = False
+    """Allow listening on a non-loopback address while no API key exists (open mode)."""
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'tunehouse.db'}"
+
+    @property
+    def resolved_model_cache_dir(self) -> Path:
+        return self.model_cache_dir or self.data_dir / "models"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"

@@ -1,0 +1,110 @@
+"""Metadata tables and the database handle.
+
+One SQLAlchemy 2 code path for SQLite (default, a file in the data dir) and Postgres (by URL). Every row that
+belongs to a user carries its `project`; queries filter on it, so another project's objects do not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import BigInteger, Integer, String, Text, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project: Mapped[str] = mapped_column(String(128), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """sha256 of the secret; the secret itself is shown once and never stored."""
+    redacted: Mapped[str] = mapped_column(String(32))
+    """`sk-th-ab...wxyz`, enough to tell keys apart in listings and messages."""
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class FileRecord(Base):
+    __tablename__ = "files"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    """Insertion order: a total order for listing and `after=` cursors (created_at has one-second ties)."""
+    id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    project: Mapped[str] = mapped_column(String(128), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    purpose: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="processed")
+    status_details: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class CatalogEntry(Base):
+    """A base model (a local Hugging Face folder) or an alias that points to one."""
+
+    __tablename__ = "catalog"
+
+    name: Mapped[str] = mapped_column(String(256), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "base" | "alias"
+    target: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """For a base: its folder, or `builtin:` for the embedded default. For an alias: the base's name."""
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Setting(Base):
+    """Small persistent facts, e.g. that the catalog's default aliases were seeded once."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    cursor.execute("PRAGMA synchronous=FULL")  # a committed row survives power loss
+    cursor.execute("PRAGMA busy_timeout=30000")  # several processes (server, workers) share the file
+    cursor.close()
+
+
+class Database:
+    """The engine plus a session factory; `create_all` makes missing tables (idempotent)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def create_all(self) -> None:
+        Base.metadata.create_all(self.engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work: committed on success, rolled back on any exception."""
+        with self._sessions() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def dispose(self) -> None:
+        self.engine.dispose()
