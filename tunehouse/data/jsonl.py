@@ -36,9 +36,13 @@ class JsonLine:
 
 
 def iter_json_lines(path: Path) -> Iterator[JsonLine | Problem]:
-    """Yield each non-blank line parsed as JSON, or a Problem saying why it could not be."""
+    """Yield each non-blank line parsed as JSON, or a Problem saying why it could not be.
+
+    A file that is one JSON array (pretty-printed or not) yields a single `json_array` problem and stops.
+    """
     with open(path, "rb") as handle:
         line_no = 0
+        first = True
         while True:
             raw = handle.readline(MAX_LINE_BYTES + 1)
             if not raw:
@@ -62,6 +66,10 @@ def iter_json_lines(path: Path) -> Iterator[JsonLine | Problem]:
                 continue
             if not text.strip():
                 continue
+            if first and text.lstrip().startswith("["):
+                yield Problem(line_no, "json_array", _ARRAY_HINT)
+                return
+            first = False
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as exc:
@@ -91,48 +99,31 @@ def check_jsonl_objects(path: Path) -> tuple[int, list[Problem], int]:
     objects = 0
     problems: list[Problem] = []
     problem_count = 0
-    first_value_seen = False
     for item in iter_json_lines(path):
         if isinstance(item, JsonLine) and isinstance(item.value, dict):
             objects += 1
-            first_value_seen = True
             continue
-        if isinstance(item, JsonLine):
-            problem = not_an_object(item, first=not first_value_seen)
-            first_value_seen = True
-        else:
-            problem = _array_file_problem(path, item) if not first_value_seen else item
-            first_value_seen = True
+        problem = not_an_object(item) if isinstance(item, JsonLine) else item
         problem_count += 1
         if len(problems) < MAX_REPORTED_PROBLEMS:
             problems.append(problem)
     if objects == 0 and problem_count == 0:
-        problems.append(Problem(None, "empty_file", "the file has no examples (it is empty or only blank lines)"))
+        problems.append(EMPTY_FILE)
         problem_count = 1
     return objects, problems, problem_count
 
 
-def not_an_object(item: JsonLine, *, first: bool) -> Problem:
-    kind = json_type_name(item.value)
-    if first and isinstance(item.value, list):
-        return Problem(item.line, "json_array", _ARRAY_HINT)
-    return Problem(item.line, "data_type", f"expected a JSON object ({{...}}) on each line, found {kind}")
+EMPTY_FILE = Problem(None, "empty_file", "the file has no examples (it is empty or only blank lines)")
+
+
+def not_an_object(item: JsonLine) -> Problem:
+    return Problem(item.line, "data_type", f"expected a JSON object ({{...}}) on each line, found {json_type_name(item.value)}")
 
 
 _ARRAY_HINT = (
     "the file is a JSON array, but JSONL needs one JSON object per line "
     "(convert it with: jq -c '.[]' data.json > data.jsonl)"
 )
-
-
-def _array_file_problem(path: Path, problem: Problem) -> Problem:
-    """A pretty-printed JSON array fails to parse on line 1 (`[`): say what the file really is."""
-    if problem.code == "invalid_json" and problem.line is not None:
-        with open(path, "rb") as handle:
-            head = handle.read(4096).lstrip(UTF8_BOM + b" \t\r\n")
-        if head.startswith(b"["):
-            return Problem(problem.line, "json_array", _ARRAY_HINT)
-    return problem
 
 
 def json_type_name(value: object) -> str:

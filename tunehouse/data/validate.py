@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .jsonl import MAX_REPORTED_PROBLEMS, JsonLine, Problem, iter_json_lines, json_type_name, not_an_object
+from .jsonl import EMPTY_FILE, MAX_REPORTED_PROBLEMS, Problem, iter_json_lines, json_type_name, not_an_object
 
 CHAT = "chat"
 PROMPT_COMPLETION = "prompt_completion"
@@ -76,17 +76,13 @@ def validate_dataset(path: Path) -> DatasetReport:
     """Read the whole file and collect every problem; never raises for bad content."""
     report = DatasetReport()
     format_line: int | None = None
-    first = True
     for item in iter_json_lines(path):
         if isinstance(item, Problem):
             report.add(item)
-            first = False
             continue
         if not isinstance(item.value, dict):
-            report.add(not_an_object(item, first=first))
-            first = False
+            report.add(not_an_object(item))
             continue
-        first = False
         line, record = item.line, item.value
         example_format = detect_format(record)
         if example_format is None:
@@ -118,7 +114,7 @@ def validate_dataset(path: Path) -> DatasetReport:
         if not problems:
             report.examples.append(Example(line, example_format, record))
     if not report.examples and report.problem_count == 0:
-        report.add(Problem(None, "empty_file", "the file has no examples (it is empty or only blank lines)"))
+        report.add(EMPTY_FILE)
     if report.ok and len(report.examples) < RECOMMENDED_MIN_EXAMPLES:
         report.warnings.append(
             f"only {len(report.examples)} example(s): OpenAI requires at least {RECOMMENDED_MIN_EXAMPLES} and "

@@ -78,7 +78,7 @@ class Catalog:
 
     def list(self) -> list[ModelInfo]:
         with self.db.session() as session:
-            entries = session.scalars(select(CatalogEntry).order_by(CatalogEntry.kind, CatalogEntry.name)).all()
+            entries = session.scalars(select(CatalogEntry).order_by(CatalogEntry.kind.desc(), CatalogEntry.name)).all()
         by_name = {entry.name: entry for entry in entries}
         return [self._info(entry, by_name) for entry in entries if self._resolvable(entry, by_name)]
 

@@ -19,8 +19,9 @@ from typing import BinaryIO
 class BlobWriter:
     """Streams bytes to a temp file while counting and hashing them."""
 
-    def __init__(self, handle: BinaryIO) -> None:
+    def __init__(self, handle: BinaryIO, temp_path: Path) -> None:
         self._handle = handle
+        self.temp_path = temp_path
         self._hash = hashlib.sha256()
         self.size = 0
 
@@ -36,10 +37,6 @@ class BlobWriter:
     @property
     def sha256(self) -> str:
         return self._hash.hexdigest()
-
-    @property
-    def temp_path(self) -> Path:
-        return Path(self._handle.name)
 
 
 class LocalBlobStore:
@@ -66,7 +63,7 @@ class LocalBlobStore:
         fd, temp_name = tempfile.mkstemp(dir=self._tmp)
         try:
             with os.fdopen(fd, "w+b") as handle:
-                writer = BlobWriter(handle)
+                writer = BlobWriter(handle, Path(temp_name))
                 yield writer
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -1,0 +1,145 @@
+"""Shared fixtures: the real default model's tokenizer, and real servers on loopback ports.
+
+The default model is converted once into `.cache/models` at the repository root and reused by every test
+run (and by `make run` users who point TUNEHOUSE_MODEL_CACHE_DIR there).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_CACHE = Path(os.environ.get("TUNEHOUSE_MODEL_CACHE_DIR", ROOT / ".cache" / "models"))
+SHARED_REFERENCE = ROOT.parent / "shared" / "reference"
+
+
+@pytest.fixture(scope="session")
+def default_model_dir() -> Path:
+    from tunehouse.models.catalog import ensure_default_model
+
+    return ensure_default_model(MODEL_CACHE)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(default_model_dir: Path):
+    from tunehouse.models.catalog import load_tokenizer
+
+    return load_tokenizer(str(default_model_dir))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["TUNEHOUSE_MODEL_CACHE_DIR"] = str(MODEL_CACHE)
+    env.pop("TUNEHOUSE_DATA_DIR", None)
+    return env
+
+
+@dataclass
+class Server:
+    """A real `tunehouse serve` process on a loopback port."""
+
+    data_dir: Path
+    port: int
+    process: subprocess.Popen | None = None
+    extra_env: dict[str, str] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> Server:
+        env = {**server_env(), **(self.extra_env or {})}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tunehouse", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.data_dir.parent / f"server-{self.port}.log", "ab"),
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("server did not start within 60 s")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill() if kill else self.process.terminate()
+            self.process.wait(timeout=30)
+
+    def client(self, api_key: str = "sk-anything", **kwargs):
+        from openai import OpenAI
+
+        return OpenAI(
+            base_url=self.base_url, api_key=api_key, _strict_response_validation=True, max_retries=0, **kwargs
+        )
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator:
+    started: list[Server] = []
+
+    def make(data_dir: Path | None = None, **extra_env: str) -> Server:
+        directory = data_dir or tmp_path / f"data-{len(started)}"
+        directory.mkdir(parents=True, exist_ok=True)
+        server = Server(directory, free_port(), extra_env=extra_env).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    """One server shared by a test module (open mode: no keys)."""
+    data_dir = tmp_path_factory.mktemp("server") / "data"
+    data_dir.mkdir()
+    server = Server(data_dir, free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def openapi_spec() -> dict:
+    """OpenAI's published OpenAPI document; only in the development workspace (skipped elsewhere)."""
+    path = SHARED_REFERENCE / "openai-openapi.yaml"
+    if not path.exists():
+        pytest.skip("OpenAI's openapi.yaml is not beside this checkout (../shared/reference)")
+    import yaml
+
+    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+@pytest.fixture(scope="session")
+def assert_matches_spec(openapi_spec):
+    """Validate a JSON body against one of the spec's component schemas."""
+    from jsonschema import Draft202012Validator
+
+    def check(body: dict, schema_name: str) -> None:
+        schema = {"$ref": f"#/components/schemas/{schema_name}", "components": openapi_spec["components"]}
+        errors = sorted(Draft202012Validator(schema).iter_errors(body), key=str)
+        assert not errors, f"{schema_name}: " + "; ".join(e.message for e in errors[:5])
+
+    return check
