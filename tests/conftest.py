@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,11 +123,11 @@ def server(tmp_path_factory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def openapi_spec() -> dict:
-    """OpenAI's published OpenAPI document; only in the development workspace (skipped elsewhere)."""
+def openapi_spec() -> dict | None:
+    """OpenAI's published OpenAPI document, present in the development workspace and CI, not in a user's clone."""
     path = SHARED_REFERENCE / "openai-openapi.yaml"
     if not path.exists():
-        pytest.skip("OpenAI's openapi.yaml is not beside this checkout (../shared/reference)")
+        return None
     import yaml
 
     return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -134,10 +135,16 @@ def openapi_spec() -> dict:
 
 @pytest.fixture(scope="session")
 def assert_matches_spec(openapi_spec):
-    """Validate a JSON body against one of the spec's component schemas."""
+    """Validate a JSON body against one of the spec's component schemas (a no-op, with a warning, without it).
+
+    The rest of each test (the SDK's strict validation included) runs either way.
+    """
     from jsonschema import Draft202012Validator
 
     def check(body: dict, schema_name: str) -> None:
+        if openapi_spec is None:
+            warnings.warn(f"OpenAI's openapi.yaml is not in {SHARED_REFERENCE}: {schema_name} not checked")
+            return
         schema = {"$ref": f"#/components/schemas/{schema_name}", "components": openapi_spec["components"]}
         errors = sorted(Draft202012Validator(schema).iter_errors(body), key=str)
         assert not errors, f"{schema_name}: " + "; ".join(e.message for e in errors[:5])
