@@ -1,0 +1,1 @@
+"""Training recipes. One file per method, readable top to bottom."""

@@ -1,0 +1,324 @@
+"""LoRA supervised fine-tuning, top to bottom: config -> setup -> train (epochs of steps) -> checkpoints.
+
+    from tunehouse.train.lora_sft import TrainConfig, run
+    result = run(TrainConfig(model_dir=..., output_dir=...), train_examples, valid_examples, hooks)
+
+Examples arrive already rendered (token ids + loss mask, from data/render.py), so what is trained is what
+serving will prompt with. The loop:
+- batches of similar length (length bucketing: little compute on padding), order fixed by the seed;
+- logits and cross-entropy only at positions that carry loss (the 49k-word head is a fifth of the model);
+- bf16 autocast where the CPU has native bf16; LoRA weights and AdamW state stay fp32;
+- linear warmup then linear decay;
+- a full validation pass and a checkpoint (PEFT adapter + optimizer + position) at each epoch end, the last
+  `keep_checkpoints` kept; a resumed run continues from the latest checkpoint and ends where an
+  uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..data.render import Rendered
+
+# ---------------------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainConfig:
+    model_dir: str
+    """A Hugging Face causal-LM folder (the converted default model, or a registered one)."""
+    output_dir: str
+    """Where checkpoints and the final adapter are written."""
+    n_epochs: int = 3
+    batch_size: int = 8
+    learning_rate: float = 2e-4
+    """Peak learning rate (OpenAI's `learning_rate_multiplier` scales tunehouse's base rate)."""
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    target_modules: str | list[str] = "all-linear"
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_seq_len: int = 2048
+    """Longer examples are truncated from the end."""
+    seed: int = 0
+    bf16: bool | None = None
+    """bf16 autocast; None picks it when the CPU computes bf16 natively."""
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_epochs < 1 or self.batch_size < 1:
+            raise ValueError("n_epochs and batch_size must be at least 1")
+        if not self.learning_rate > 0:
+            raise ValueError("learning_rate must be positive")
+
+
+@dataclass
+class Hooks:
+    """How the recipe reports to its caller (the job worker, a benchmark, a test)."""
+
+    on_metrics: Callable[[dict], None] = lambda data: None
+    on_message: Callable[[str, str], None] = lambda level, text: None
+    on_checkpoint: Callable[[int, Path, dict], None] = lambda step, path, metrics: None
+    should_stop: Callable[[], str | None] = lambda: None
+    """Polled between steps; a non-None answer ('cancel', 'pause') stops training after saving if 'pause'."""
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: Path | None
+    steps: int
+    trained_tokens: int
+    stopped: str | None = None
+    history: list[dict] = field(default_factory=list)
+    """One row per logged step: step, train_loss, train_accuracy, valid_loss, valid_mean_token_accuracy."""
+
+
+def native_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Setup
+# ---------------------------------------------------------------------------------------------------------
+
+
+def load_model(config: TrainConfig):
+    """The base model, frozen, with LoRA adapters on its linear layers."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(config.seed)
+    base = AutoModelForCausalLM.from_pretrained(config.model_dir, dtype=torch.float32)
+    base.config.use_cache = False
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(base, lora)
+
+
+def make_batches(examples: list[Rendered], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Indices grouped by similar length, in an order fixed by (seed, epoch)."""
+    rng = random.Random(seed * 1_000_003 + epoch)
+    order = list(range(len(examples)))
+    rng.shuffle(order)  # ties in length are broken by the shuffle
+    order.sort(key=lambda i: len(examples[i].input_ids))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(examples: list[Rendered], indices: list[int], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(examples[i].input_ids) for i in indices)
+    ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(indices), width), dtype=torch.long)
+    loss_mask = torch.zeros((len(indices), width), dtype=torch.bool)
+    for row, i in enumerate(indices):
+        n = len(examples[i].input_ids)
+        ids[row, :n] = torch.tensor(examples[i].input_ids)
+        attention[row, :n] = 1
+        loss_mask[row, :n] = torch.tensor(examples[i].loss_mask)
+    return {"input_ids": ids, "attention_mask": attention, "loss_mask": loss_mask}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The pieces of a step
+# ---------------------------------------------------------------------------------------------------------
+
+
+def loss_step(model, batch: dict[str, torch.Tensor], bf16: bool) -> tuple[torch.Tensor, int, int]:
+    """Summed cross-entropy over the loss positions, their count, and how many were predicted right.
+
+    Token t is predicted from position t-1, so the hidden states at positions whose *next* token carries
+    loss are the only ones that go through the vocabulary head.
+    """
+    causal_lm = model.get_base_model()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        hidden = causal_lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        targets_at = batch["loss_mask"][:, 1:]  # (B, T-1)
+        selected = hidden[:, :-1][targets_at]  # (N, H)
+        logits = causal_lm.lm_head(selected).float()  # (N, V)
+    targets = batch["input_ids"][:, 1:][targets_at]  # (N,)
+    loss_sum = F.cross_entropy(logits, targets, reduction="sum")
+    correct = int((logits.argmax(-1) == targets).sum())
+    return loss_sum, int(targets.numel()), correct
+
+
+def get_lr(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
+    """Linear warmup to `peak`, then linear decay to zero at `total_steps`."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    remaining = max(1, total_steps - warmup_steps)
+    return peak * max(0.0, (total_steps - step) / remaining)
+
+
+@torch.no_grad()
+def evaluate(model, examples: list[Rendered], batch_size: int, pad_id: int, bf16: bool) -> tuple[float, float]:
+    """Mean token loss and accuracy over a whole dataset."""
+    model.eval()
+    loss_total, tokens, correct = 0.0, 0, 0
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+    for start in range(0, len(order), batch_size):
+        batch = collate(examples, order[start : start + batch_size], pad_id)
+        loss_sum, n, right = loss_step(model, batch, bf16)
+        loss_total, tokens, correct = loss_total + float(loss_sum), tokens + n, correct + right
+    model.train()
+    return loss_total / max(tokens, 1), correct / max(tokens, 1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checkpoints: PEFT adapter folder + trainer state, written whole or not at all
+# ---------------------------------------------------------------------------------------------------------
+
+STATE_FILE = "trainer_state.pt"
+
+
+def save_checkpoint(
+    model, optimizer, config: TrainConfig, step: int, epoch: int, batches_done: int, metrics: dict
+) -> Path:
+    """Save at `step`; training continues at batch `batches_done` of `epoch` (0-based) when resumed."""
+    root = Path(config.output_dir) / "checkpoints"
+    final = root / f"step-{step:06d}"
+    staging = root / f".step-{step:06d}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)  # adapter_model.safetensors + adapter_config.json (LoRA weights only)
+    state = {"optimizer": optimizer.state_dict(), "step": step, "epoch": epoch, "batches_done": batches_done}
+    torch.save(state, staging / STATE_FILE)
+    (staging / "tunehouse_config.json").write_text(json.dumps(asdict(config), indent=2))
+    (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(staging, final)
+    for old in sorted(root.glob("step-*"))[: -config.keep_checkpoints]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    found = sorted(p for p in (Path(output_dir) / "checkpoints").glob("step-*") if (p / STATE_FILE).exists())
+    return found[-1] if found else None
+
+
+def load_checkpoint(model, optimizer, checkpoint: Path) -> tuple[int, int, int]:
+    """Restore adapter weights and optimizer; returns (step, epoch, batches done in that epoch)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter_model.safetensors")))
+    state = torch.load(checkpoint / STATE_FILE, weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    return state["step"], state["epoch"], state["batches_done"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Train
+# ---------------------------------------------------------------------------------------------------------
+
+
+def run(
+    config: TrainConfig, train_set: list[Rendered], valid_set: list[Rendered] | None = None, hooks: Hooks | None = None
+) -> TrainResult:
+    hooks = hooks or Hooks()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    bf16 = native_bf16() if config.bf16 is None else config.bf16
+    train_set = [example.truncate(config.max_seq_len) for example in train_set]
+    valid_set = [example.truncate(config.max_seq_len) for example in valid_set or []]
+    if truncated := sum(example.truncated for example in train_set):
+        hooks.on_message("warn", f"{truncated} training example(s) longer than {config.max_seq_len} tokens were truncated")
+
+    model = load_model(config)
+    model.train()
+    pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    total_steps = steps_per_epoch * config.n_epochs
+    warmup_steps = max(1, int(total_steps * config.warmup_ratio))
+
+    step, start_epoch, skip_batches = 0, 0, 0
+    checkpoint = latest_checkpoint(config.output_dir)
+    if checkpoint is not None:
+        step, start_epoch, skip_batches = load_checkpoint(model, optimizer, checkpoint)
+        hooks.on_message("info", f"Resumed from the checkpoint at step {step}")
+
+    result = TrainResult(adapter_dir=None, steps=step, trained_tokens=0)
+    tokens_seen_at = (time.monotonic(), 0)
+    for epoch in range(start_epoch, config.n_epochs):
+        batches = make_batches(train_set, config.batch_size, config.seed, epoch)
+        for batch_number, indices in enumerate(batches):
+            if epoch == start_epoch and batch_number < skip_batches:
+                continue  # done before the checkpoint we resumed from
+            stop = hooks.should_stop()
+            if stop is not None:
+                if stop == "pause":
+                    save_checkpoint(model, optimizer, config, step, epoch, batch_number, {"step": step})
+                result.stopped, result.steps = stop, step
+                return result
+
+            batch = collate(train_set, indices, pad_id)
+            loss_sum, n_targets, correct = loss_step(model, batch, bf16)
+            (loss_sum / max(n_targets, 1)).backward()
+            torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+            for group in optimizer.param_groups:
+                group["lr"] = get_lr(step, total_steps, warmup_steps, config.learning_rate)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            result.trained_tokens += int(batch["attention_mask"].sum())
+
+            if step % config.log_every and step not in (1, total_steps):
+                continue
+            elapsed = time.monotonic() - tokens_seen_at[0]
+            rate = (result.trained_tokens - tokens_seen_at[1]) / elapsed if elapsed > 0 else 0.0
+            tokens_seen_at = (time.monotonic(), result.trained_tokens)
+            metrics = {
+                "step": step,
+                "total_steps": total_steps,
+                "train_loss": loss_sum.item() / max(n_targets, 1),
+                "train_mean_token_accuracy": correct / max(n_targets, 1),
+                "tokens_per_second": round(rate, 1),
+            }
+            result.history.append({"step": step, "train_loss": metrics["train_loss"],
+                                   "train_accuracy": metrics["train_mean_token_accuracy"]})
+            hooks.on_metrics(metrics)
+
+        # --- epoch end: full validation pass, checkpoint -------------------------------------------------
+        metrics = {"step": step, "total_steps": total_steps}
+        if result.history:
+            metrics["train_loss"] = result.history[-1]["train_loss"]
+            metrics["train_mean_token_accuracy"] = result.history[-1]["train_accuracy"]
+        if valid_set:
+            valid_loss, valid_accuracy = evaluate(model, valid_set, config.batch_size, pad_id, bf16)
+            metrics.update(valid_loss=valid_loss, valid_mean_token_accuracy=valid_accuracy,
+                           full_valid_loss=valid_loss, full_valid_mean_token_accuracy=valid_accuracy)
+            result.history.append({"step": step, "valid_loss": valid_loss, "valid_mean_token_accuracy": valid_accuracy})
+            hooks.on_metrics(metrics)
+        path = save_checkpoint(model, optimizer, config, step, epoch + 1, 0, metrics)
+        hooks.on_checkpoint(step, path, metrics)
+
+    result.steps = step
+    result.adapter_dir = latest_checkpoint(config.output_dir)
+    return result
