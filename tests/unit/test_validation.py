@@ -127,7 +127,7 @@ def test_summary_counts_each_problem_kind_and_names_first_lines(tmp_path):
     assert report.problem_count == 8
     summary = report.summary("Training file")
     assert summary.startswith("Training file has 8 problems (7 unrecognized_role, 1 mixed_formats)")
-    assert "line 2:" in summary and "(and 3 more)" in summary
+    assert "line 2:" in summary and "(and 3 more problems)" in summary
 
 
 def test_few_examples_are_allowed_with_a_warning(tmp_path):

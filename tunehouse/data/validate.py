@@ -16,7 +16,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .jsonl import EMPTY_FILE, MAX_REPORTED_PROBLEMS, Problem, iter_json_lines, json_type_name, not_an_object
+from .jsonl import (
+    EMPTY_FILE,
+    MAX_REPORTED_PROBLEMS,
+    Problem,
+    iter_json_lines,
+    json_type_name,
+    not_an_object,
+    summarize_problems,
+)
 
 CHAT = "chat"
 PROMPT_COMPLETION = "prompt_completion"
@@ -65,11 +73,9 @@ class DatasetReport:
         if self.ok:
             return f"{what} is valid: {len(self.examples)} {FORMAT_LABELS.get(self.format, '')} examples."
         counts = ", ".join(f"{n} {code}" for code, n in self.problem_codes.most_common())
-        head = "; ".join(str(p) for p in self.problems[:shown])
-        more = self.problem_count - min(shown, len(self.problems))
-        tail = f" (and {more} more)" if more > 0 else ""
         noun = "problem" if self.problem_count == 1 else "problems"
-        return f"{what} has {self.problem_count} {noun} ({counts}): {head}{tail}."
+        listing = summarize_problems(self.problems, self.problem_count, shown=shown)
+        return f"{what} has {self.problem_count} {noun} ({counts}): {listing}."
 
 
 def validate_dataset(path: Path) -> DatasetReport:
