@@ -3,6 +3,7 @@
     tunehouse serve [--host 127.0.0.1] [--port 8000] [--data-dir DIR] [--insecure]
     tunehouse keys create --project NAME
     tunehouse data check FILE [--model M] [--show N] [--epochs N] [--json]
+    tunehouse models add NAME PATH | alias ALIAS BASE | remove NAME
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ app = typer.Typer(help="Self-hosted fine-tuning that speaks the OpenAI API.", no
 keys_app = typer.Typer(help="API keys: each belongs to a project.", no_args_is_help=True)
 data_app = typer.Typer(help="Datasets: validate, count tokens, preview what will be learned.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+models_app = typer.Typer(help="The base-model catalog of a data dir: local folders and aliases.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -162,6 +165,49 @@ def data_check(
     if show:
         marks = "[green]green[/green]" if console.is_terminal else "⟦ ⟧"
         console.print(f"Text in {marks} carries the loss: it is what the model learns to write.")
+
+
+def _catalog(data_dir: Path | None):
+    from .api.app import open_services
+
+    return open_services(_settings(data_dir)).catalog
+
+
+@models_app.command("add")
+def models_add(
+    name: Annotated[str, typer.Argument(help="Name clients will use as `model`")],
+    path: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Hugging Face causal-LM folder")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Register a local Hugging Face model folder as a base model."""
+    _run_catalog(lambda catalog: catalog.add_base(name, path), f"Added base model {name!r} ({path}).", data_dir)
+
+
+@models_app.command("alias")
+def models_alias(
+    alias: Annotated[str, typer.Argument(help="The name clients send, e.g. gpt-4o-mini-2024-07-18")],
+    base: Annotated[str, typer.Argument(help="The base model (or alias of one) it should mean")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Point an alias at a base model (creating or changing it)."""
+    _run_catalog(lambda catalog: catalog.set_alias(alias, base), f"{alias!r} now means {base!r}.", data_dir)
+
+
+@models_app.command("remove")
+def models_remove(name: Annotated[str, typer.Argument()], data_dir: DataDirOption = None) -> None:
+    """Remove a base model or an alias from the catalog (files on disk are left alone)."""
+    _run_catalog(lambda catalog: catalog.remove(name), f"Removed {name!r}.", data_dir)
+
+
+def _run_catalog(change, done: str, data_dir: Path | None) -> None:
+    from .errors import TunehouseError
+
+    try:
+        change(_catalog(data_dir))
+    except TunehouseError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+    console.print(done)
 
 
 def preview_text(pieces: list[tuple[str, bool]], *, color: bool) -> Text:
