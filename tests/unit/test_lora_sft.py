@@ -88,6 +88,7 @@ def test_resume_after_pause_ends_where_an_uninterrupted_run_does(tiny_model_dir,
     assert latest_checkpoint(interrupted).name == "step-000005"  # mid-epoch: epoch 2, batch 2 of 3
     resumed = run(config_for(tiny_model_dir, interrupted), dataset)
     assert resumed.steps == straight.steps == 12
+    assert resumed.trained_tokens == straight.trained_tokens
     expected, actual = adapter_weights(straight.adapter_dir), adapter_weights(resumed.adapter_dir)
     for name in expected:
         torch.testing.assert_close(actual[name], expected[name], rtol=1e-5, atol=1e-6)

@@ -197,16 +197,17 @@ STATE_FILE = "trainer_state.pt"
 
 
 def save_checkpoint(
-    model, optimizer, config: TrainConfig, step: int, epoch: int, batches_done: int, metrics: dict
+    model, optimizer, config: TrainConfig, position: dict, metrics: dict
 ) -> Path:
-    """Save at `step`; training continues at batch `batches_done` of `epoch` (0-based) when resumed."""
+    """Save at `position` = {step, epoch, batches_done, trained_tokens}: a resumed run continues at batch
+    `batches_done` of `epoch` (0-based)."""
+    step = position["step"]
     root = Path(config.output_dir) / "checkpoints"
     final = root / f"step-{step:06d}"
     staging = root / f".step-{step:06d}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)  # adapter_model.safetensors + adapter_config.json (LoRA weights only)
-    state = {"optimizer": optimizer.state_dict(), "step": step, "epoch": epoch, "batches_done": batches_done}
-    torch.save(state, staging / STATE_FILE)
+    torch.save({"optimizer": optimizer.state_dict(), **position}, staging / STATE_FILE)
     (staging / "tunehouse_config.json").write_text(json.dumps(asdict(config), indent=2))
     (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))
     shutil.rmtree(final, ignore_errors=True)
@@ -221,15 +222,15 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(model, optimizer, checkpoint: Path) -> tuple[int, int, int]:
-    """Restore adapter weights and optimizer; returns (step, epoch, batches done in that epoch)."""
+def load_checkpoint(model, optimizer, checkpoint: Path) -> dict:
+    """Restore adapter weights and optimizer; returns the saved position (see save_checkpoint)."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
     set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter_model.safetensors")))
     state = torch.load(checkpoint / STATE_FILE, weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    return state["step"], state["epoch"], state["batches_done"]
+    optimizer.load_state_dict(state.pop("optimizer"))
+    return state
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -258,13 +259,14 @@ def run(
     total_steps = steps_per_epoch * config.n_epochs
     warmup_steps = max(1, int(total_steps * config.warmup_ratio))
 
-    step, start_epoch, skip_batches = 0, 0, 0
+    position = {"step": 0, "epoch": 0, "batches_done": 0, "trained_tokens": 0}
     checkpoint = latest_checkpoint(config.output_dir)
     if checkpoint is not None:
-        step, start_epoch, skip_batches = load_checkpoint(model, optimizer, checkpoint)
-        hooks.on_message("info", f"Resumed from the checkpoint at step {step}")
+        position = load_checkpoint(model, optimizer, checkpoint)
+        hooks.on_message("info", f"Resumed from the checkpoint at step {position['step']}")
+    step, start_epoch, skip_batches = position["step"], position["epoch"], position["batches_done"]
 
-    result = TrainResult(adapter_dir=None, steps=step, trained_tokens=0)
+    result = TrainResult(adapter_dir=None, steps=step, trained_tokens=position["trained_tokens"])
     tokens_seen_at = (time.monotonic(), 0)
     for epoch in range(start_epoch, config.n_epochs):
         batches = make_batches(train_set, config.batch_size, config.seed, epoch)
@@ -274,7 +276,9 @@ def run(
             stop = hooks.should_stop()
             if stop is not None:
                 if stop == "pause":
-                    save_checkpoint(model, optimizer, config, step, epoch, batch_number, {"step": step})
+                    position = {"step": step, "epoch": epoch, "batches_done": batch_number,
+                                "trained_tokens": result.trained_tokens}
+                    save_checkpoint(model, optimizer, config, position, {"step": step})
                 result.stopped, result.steps = stop, step
                 return result
 
@@ -316,7 +320,8 @@ def run(
                            full_valid_loss=valid_loss, full_valid_mean_token_accuracy=valid_accuracy)
             result.history.append({"step": step, "valid_loss": valid_loss, "valid_mean_token_accuracy": valid_accuracy})
             hooks.on_metrics(metrics)
-        path = save_checkpoint(model, optimizer, config, step, epoch + 1, 0, metrics)
+        position = {"step": step, "epoch": epoch + 1, "batches_done": 0, "trained_tokens": result.trained_tokens}
+        path = save_checkpoint(model, optimizer, config, position, metrics)
         hooks.on_checkpoint(step, path, metrics)
 
     result.steps = step
