@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import openai
@@ -140,3 +141,26 @@ def test_files_survive_a_restart_byte_for_byte(server_factory, tmp_path):
     for name, data in payloads.items():
         assert client.files.retrieve(ids[name]).filename == name
         assert client.files.content(ids[name]).content == data
+
+
+def test_an_upload_cut_off_midway_leaves_no_file(server_factory):
+    import socket
+
+    server = server_factory()
+    body_start = (
+        b"--b\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nfine-tune\r\n"
+        b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jsonl\"\r\n\r\n"
+        + b'{"prompt": "a", "completion": "b"}\n' * 1000
+    )
+    head = (
+        f"POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        f"Content-Length: {len(body_start) * 3}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(head + body_start)  # then the client goes away before the rest
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and list((server.data_dir / ".partial").iterdir()):
+        time.sleep(0.1)
+    assert list((server.data_dir / ".partial").iterdir()) == []
+    assert server.client().files.list().data == []
+    assert httpx.get(f"http://127.0.0.1:{server.port}/health").status_code == 200

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -109,6 +110,8 @@ async def read_upload(request: Request, sink: BlobWriter, max_bytes: int) -> Upl
         parser.finalize()
     except MultipartParseError as exc:
         raise InvalidRequest(f"The multipart body is malformed: {exc}", param="file") from None
+    except ClientDisconnect:
+        raise InvalidRequest("The upload was interrupted before the whole body arrived.", param="file") from None
     return form
 
 
