@@ -43,11 +43,6 @@ class AuthenticationFailed(TunehouseError):
         super().__init__(message, code="invalid_api_key")
 
 
-class PermissionDenied(TunehouseError):
-    status_code = 403
-    error_type = "invalid_request_error"
-
-
 class NotFound(TunehouseError):
     status_code = 404
     error_type = "invalid_request_error"
@@ -55,11 +50,6 @@ class NotFound(TunehouseError):
 
 class MethodNotAllowed(TunehouseError):
     status_code = 405
-    error_type = "invalid_request_error"
-
-
-class Conflict(TunehouseError):
-    status_code = 409
     error_type = "invalid_request_error"
 
 

@@ -42,7 +42,3 @@ class Settings(BaseSettings):
     @property
     def resolved_model_cache_dir(self) -> Path:
         return self.model_cache_dir or self.data_dir / "models"
-
-    @property
-    def files_dir(self) -> Path:
-        return self.data_dir / "files"

@@ -10,7 +10,6 @@ from .common import ListObject
 
 # What `POST /v1/files` accepts as `purpose` (spec `FilePurpose`).
 UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
-RESULTS_PURPOSE = "fine-tune-results"
 
 
 class FileObject(BaseModel):

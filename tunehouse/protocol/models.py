@@ -15,7 +15,6 @@ class ModelObject(BaseModel):
     # --- tunehouse extensions ---
     alias_for: str | None = None
     """For an alias (e.g. `gpt-4o-mini-2024-07-18`): the base model it points to."""
-    context_length: int | None = None
 
 
 class ModelList(BaseModel):
