@@ -44,6 +44,15 @@ def _settings(data_dir: Path | None, **overrides) -> Settings:
     return Settings(**values)
 
 
+def _database(data_dir: Path | None):
+    """The data dir's metadata database, tables created if missing (the SQLite file's folder too)."""
+    from .store.db import Database
+
+    db = Database(_settings(data_dir).resolved_database_url)
+    db.create_all()
+    return db
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
@@ -57,23 +66,18 @@ def serve(
     import uvicorn
 
     from .api.app import build_app
-    from .store.db import Database
     from .store.keys import any_keys
 
     settings = _settings(data_dir, host=host, port=port, insecure=insecure)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.resolved_database_url)
-    db.create_all()
-    if host not in LOOPBACK_HOSTS and not settings.insecure and not any_keys(db):
+    application = build_app(settings)
+    if host not in LOOPBACK_HOSTS and not settings.insecure and not any_keys(application.state.services.db):
         err_console.print(
             f"[red]Refusing to listen on {host} in open mode:[/red] no API key exists, so anyone who can reach "
             "this address could use the server. Create a key first (`tunehouse keys create --project NAME`) "
             "or pass --insecure."
         )
         raise typer.Exit(2)
-    db.dispose()
-    application = build_app(settings)
     err_console.print(f"tunehouse: data in {settings.data_dir.resolve()}; API at http://{host}:{port}/v1")
     uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
 
@@ -84,14 +88,9 @@ def keys_create(
     data_dir: DataDirOption = None,
 ) -> None:
     """Create an API key; the secret is printed once, on the last line, and only its hash is stored."""
-    from .store.db import Database
     from .store.keys import create_key
 
-    settings = _settings(data_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.resolved_database_url)
-    db.create_all()
-    secret = create_key(db, project)
+    secret = create_key(_database(data_dir), project)
     err_console.print(f"Created a key for project {project!r}. Store it now: it cannot be shown again.")
     print(secret)
 
@@ -99,13 +98,10 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(data_dir: DataDirOption = None) -> None:
     """List keys (redacted) and their projects."""
-    from .store.db import Database
     from .store.keys import list_keys
 
-    db = Database(_settings(data_dir).resolved_database_url)
-    db.create_all()
     table = Table("id", "project", "key", "created")
-    for key in list_keys(db):
+    for key in list_keys(_database(data_dir)):
         table.add_row(key.id, key.project, key.redacted, str(key.created_at))
     console.print(table)
 
