@@ -1,6 +1,7 @@
 """The `tunehouse` command.
 
-    tunehouse serve [--host 127.0.0.1] [--port 8000] [--data-dir DIR] [--insecure]
+    tunehouse serve [--host 127.0.0.1] [--port 8000] [--data-dir DIR] [--insecure] [--no-worker]
+    tunehouse worker [--data-dir DIR]
     tunehouse keys create --project NAME
     tunehouse data check FILE [--model M] [--show N] [--epochs N] [--json]
     tunehouse models add NAME PATH | alias ALIAS BASE | remove NAME
@@ -61,9 +62,14 @@ def serve(
     insecure: Annotated[
         bool, typer.Option(help="Allow a non-loopback --host while no API key exists (anyone could use it)")
     ] = False,
+    worker: Annotated[bool, typer.Option(help="Start one embedded training worker process")] = True,
 ) -> None:
-    """Serve the OpenAI-compatible API and the dashboard."""
+    """Serve the OpenAI-compatible API (and, by default, one training worker in its own process)."""
+    import subprocess
+
     import uvicorn
+
+    from .jobs.worker import die_with_parent, settings_env
 
     from .api.app import build_app
     from .store.keys import any_keys
@@ -79,7 +85,27 @@ def serve(
         )
         raise typer.Exit(2)
     err_console.print(f"tunehouse: data in {settings.data_dir.resolve()}; API at http://{host}:{port}/v1")
-    uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+    worker_process = None
+    if worker:  # training never runs in the API's process
+        worker_process = subprocess.Popen(
+            [sys.executable, "-m", "tunehouse", "worker"], env=settings_env(settings), preexec_fn=die_with_parent
+        )
+    try:
+        uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+    finally:
+        if worker_process is not None:
+            worker_process.terminate()
+            worker_process.wait(timeout=30)
+
+
+@app.command("worker")
+def worker_command(data_dir: DataDirOption = None) -> None:
+    """Run a training worker: validates and trains queued jobs of this data dir (or database)."""
+    from .jobs.worker import run_worker
+    from .services import open_services
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_worker(open_services(_settings(data_dir), discard_partial_writes=False))
 
 
 @keys_app.command("create")
@@ -116,7 +142,7 @@ def data_check(
     data_dir: DataDirOption = None,
 ) -> None:
     """Validate a dataset, count its tokens and preview what will be learned. Exit code 1 if it is invalid."""
-    from .api.app import open_services
+    from .services import open_services
     from .data.render import render_example
     from .data.stats import compute_stats
     from .data.validate import validate_dataset
@@ -133,7 +159,7 @@ def data_check(
                 err_console.print(f"  line {problem.line}: [bold]{problem.code}[/bold] {problem.message}")
         raise typer.Exit(1)
 
-    services = open_services(_settings(data_dir))
+    services = open_services(_settings(data_dir), discard_partial_writes=False)
     model_name = model or DEFAULT_MODEL
     model_dir = services.catalog.model_path(model_name, log=err_console.print)
     tokenizer = load_tokenizer(str(model_dir))
@@ -164,9 +190,9 @@ def data_check(
 
 
 def _catalog(data_dir: Path | None):
-    from .api.app import open_services
+    from .services import open_services
 
-    return open_services(_settings(data_dir)).catalog
+    return open_services(_settings(data_dir), discard_partial_writes=False).catalog
 
 
 @models_app.command("add")

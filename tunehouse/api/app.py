@@ -5,36 +5,15 @@ Run it with `tunehouse serve` (uvicorn). Tests build it the same way on a tempor
 
 from __future__ import annotations
 
-import logging
 import secrets
 
 from fastapi import FastAPI, Request
 
 from .. import __version__
-from ..models.catalog import Catalog
+from ..services import open_services
 from ..settings import Settings
-from ..store.blobs import LocalBlobStore
-from ..store.db import Database
-from .deps import Services
 from .errors import install_error_handlers
-from .routes import files, models
-
-log = logging.getLogger("tunehouse")
-
-
-def open_services(settings: Settings) -> Services:
-    """Open (and create if needed) the database, blob store and catalog of a data dir."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.resolved_database_url)
-    db.create_all()
-    blobs = LocalBlobStore(settings.data_dir)
-    leftovers = blobs.discard_partial_writes()
-    if leftovers:
-        log.warning("removed %d partial upload(s) left by an interrupted write", leftovers)
-    catalog = Catalog(db, settings.resolved_model_cache_dir)
-    catalog.seed()
-    return Services(settings=settings, db=db, blobs=blobs, catalog=catalog)
-
+from .routes import files, fine_tuning, models
 
 def build_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="tunehouse", version=__version__, description="Fine-tuning that speaks the OpenAI API")
@@ -52,5 +31,6 @@ def build_app(settings: Settings) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     app.include_router(files.router)
+    app.include_router(fine_tuning.router)
     app.include_router(models.router)
     return app

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..models.catalog import Catalog
-from ..settings import Settings
-from ..store.blobs import LocalBlobStore
-from ..store.db import Database
-from ..store.keys import OPEN_MODE_PROJECT, any_keys, project_for_key, redact
 from ..errors import AuthenticationFailed
-
-
-@dataclass
-class Services:
-    settings: Settings
-    db: Database
-    blobs: LocalBlobStore
-    catalog: Catalog
+from ..services import Services
+from ..store.keys import OPEN_MODE_PROJECT, any_keys, project_for_key, redact
 
 
 def get_services(request: Request) -> Services:

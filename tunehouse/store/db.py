@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Integer, String, Text, create_engine, event
+from sqlalchemy import JSON, BigInteger, Float, Integer, String, Text, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -46,6 +46,71 @@ class FileRecord(Base):
     expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="processed")
     status_details: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Job(Base):
+    """A fine-tuning job. `status` is OpenAI's; `worker_id` says which worker process holds it."""
+
+    __tablename__ = "jobs"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    project: Mapped[str] = mapped_column(String(128), index=True)
+    model: Mapped[str] = mapped_column(String(256))
+    """The model name the client gave (an alias stays an alias)."""
+    base_model: Mapped[str] = mapped_column(String(256))
+    """The catalog base it resolved to at create time."""
+    training_file: Mapped[str] = mapped_column(String(64))
+    validation_file: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    model_suffix: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    output_model: Mapped[str] = mapped_column(String(512))
+    """`ft:{model}:{project}:{suffix}:{id8}`, exposed as fine_tuned_model once the job succeeds."""
+    method_type: Mapped[str] = mapped_column(String(32), default="supervised")
+    hyperparameters: Mapped[dict] = mapped_column(JSON)
+    """As requested: each value a number or "auto"; replaced by the resolved values when training starts."""
+    seed: Mapped[int] = mapped_column(BigInteger)
+    metadata_: Mapped[dict | None] = mapped_column("metadata", JSON, nullable=True)
+    integrations: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    result_files: Mapped[list] = mapped_column(JSON, default=list)
+    trained_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    estimated_finish: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(256), nullable=True, index=True)
+    worker_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    heartbeat_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class JobEvent(Base):
+    __tablename__ = "job_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    job_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    level: Mapped[str] = mapped_column(String(8))
+    message: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """For metrics events: lets a resumed run drop the events of steps it is about to redo."""
+
+
+class JobCheckpoint(Base):
+    __tablename__ = "job_checkpoints"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    job_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    step_number: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict] = mapped_column(JSON)
+    model_name: Mapped[str] = mapped_column(String(600), index=True)
+    """`{fine-tuned model}:ckpt-step-{N}`."""
+    path: Mapped[str] = mapped_column(Text)
+    """The PEFT adapter folder, relative to the data dir."""
 
 
 class CatalogEntry(Base):

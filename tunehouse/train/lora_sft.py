@@ -267,7 +267,7 @@ def run(
     step, start_epoch, skip_batches = position["step"], position["epoch"], position["batches_done"]
 
     result = TrainResult(adapter_dir=None, steps=step, trained_tokens=position["trained_tokens"])
-    tokens_seen_at = (time.monotonic(), 0)
+    last_log = (time.monotonic(), result.trained_tokens, step)  # (time, tokens, step) at the last log line
     for epoch in range(start_epoch, config.n_epochs):
         batches = make_batches(train_set, config.batch_size, config.seed, epoch)
         for batch_number, indices in enumerate(batches):
@@ -295,15 +295,17 @@ def run(
 
             if step % config.log_every and step not in (1, total_steps):
                 continue
-            elapsed = time.monotonic() - tokens_seen_at[0]
-            rate = (result.trained_tokens - tokens_seen_at[1]) / elapsed if elapsed > 0 else 0.0
-            tokens_seen_at = (time.monotonic(), result.trained_tokens)
+            elapsed = time.monotonic() - last_log[0]
+            rate = (result.trained_tokens - last_log[1]) / elapsed if elapsed > 0 else 0.0
+            seconds_per_step = elapsed / max(1, step - last_log[2])
+            last_log = (time.monotonic(), result.trained_tokens, step)
             metrics = {
                 "step": step,
                 "total_steps": total_steps,
                 "train_loss": loss_sum.item() / max(n_targets, 1),
                 "train_mean_token_accuracy": correct / max(n_targets, 1),
                 "tokens_per_second": round(rate, 1),
+                "seconds_per_step": round(seconds_per_step, 3),
             }
             result.history.append({"step": step, "train_loss": metrics["train_loss"],
                                    "train_accuracy": metrics["train_mean_token_accuracy"]})
