@@ -43,6 +43,11 @@ class AuthenticationFailed(TunehouseError):
         super().__init__(message, code="invalid_api_key")
 
 
+class PermissionDenied(TunehouseError):
+    status_code = 403
+    error_type = "invalid_request_error"
+
+
 class NotFound(TunehouseError):
     status_code = 404
     error_type = "invalid_request_error"

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
     """Largest file `POST /v1/files` accepts; past it the answer is 413."""
 
+    serve_slots: int = Field(default=32, ge=1)
+    """Sequences decoded together per base model (continuous batching); more requests wait their turn."""
+
+    serve_max_len: int = Field(default=2048, ge=64)
+    """Longest prompt plus answer served (capped by the model's context); sizes the KV cache."""
+
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -6,18 +6,22 @@ Run it with `tunehouse serve` (uvicorn). Tests build it the same way on a tempor
 from __future__ import annotations
 
 import secrets
+import threading
 
 from fastapi import FastAPI, Request
 
 from .. import __version__
+from ..models.catalog import load_tokenizer
+from ..serve.engine import Engine
 from ..services import open_services
 from ..settings import Settings
 from .errors import install_error_handlers
-from .routes import files, fine_tuning, models
+from .routes import chat, files, fine_tuning, models
 
 def build_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="tunehouse", version=__version__, description="Fine-tuning that speaks the OpenAI API")
     app.state.services = open_services(settings)
+    app.state.engine = _lazy_engine(settings)
     install_error_handlers(app)
 
     @app.middleware("http")
@@ -32,5 +36,21 @@ def build_app(settings: Settings) -> FastAPI:
 
     app.include_router(files.router)
     app.include_router(fine_tuning.router)
+    app.include_router(chat.router)
     app.include_router(models.router)
     return app
+
+
+def _lazy_engine(settings: Settings):
+    """The inference engine starts (and loads models) on the first generation request, not at start-up."""
+    lock = threading.Lock()
+    holder: list[Engine] = []
+
+    def engine() -> Engine:
+        with lock:
+            if not holder:
+                holder.append(Engine(lambda base_dir: load_tokenizer(str(base_dir)), slots=settings.serve_slots,
+                                     max_len=settings.serve_max_len))
+            return holder[0]
+
+    return engine

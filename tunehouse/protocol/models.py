@@ -15,8 +15,16 @@ class ModelObject(BaseModel):
     # --- tunehouse extensions ---
     alias_for: str | None = None
     """For an alias (e.g. `gpt-4o-mini-2024-07-18`): the base model it points to."""
+    parent: str | None = None
+    """For a fine-tuned model or checkpoint: the base model it was trained from."""
 
 
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelObject]
+
+
+class ModelDeleted(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    deleted: bool = True

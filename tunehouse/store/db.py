@@ -79,6 +79,8 @@ class Job(Base):
     trained_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     estimated_finish: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(256), nullable=True, index=True)
+    model_deleted_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """Set by `DELETE /v1/models/{fine-tuned model}`: the model (and its checkpoints) no longer answer."""
     worker_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
     heartbeat_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 

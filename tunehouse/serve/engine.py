@@ -1,0 +1,292 @@
+"""The inference engine: one thread that owns the models and runs continuous batching.
+
+Requests (`submit`) wait in a queue; between decoding steps the engine admits waiting requests into free
+KV-cache slots (prefill), then advances every active sequence of a base model by one token in a single
+batched step, whatever adapter each uses. A finished or abandoned sequence frees its slot at once. The API's
+event loop never runs model code: results come back through a callback the caller makes thread-safe.
+
+Each base model is loaded once; LoRA adapters load on first use into a bounded LRU cache keyed by folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .llama import Adapter, LlamaDecoder
+
+log = logging.getLogger("tunehouse.engine")
+
+
+@dataclass
+class SamplingParams:
+    max_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    top_logprobs: int | None = None
+    """None: no logprobs; 0..20: the chosen token's logprob plus that many alternatives."""
+    logit_bias: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class TokenOutput:
+    text: str
+    """Text that became final with this step (may be empty while a stop string could still match)."""
+    token_id: int | None = None
+    logprob: float | None = None
+    top_logprobs: list[tuple[int, float]] | None = None
+
+
+@dataclass
+class Finished:
+    finish_reason: str  # "stop" | "length"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class GenerationRequest:
+    base_dir: Path
+    adapter_dir: Path | None
+    prompt_ids: list[int]
+    params: SamplingParams
+    emit: Callable[[TokenOutput | Finished | Exception], None]
+    """Called from the engine thread with each output, then a Finished (or the exception that stopped it)."""
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class _Sequence:
+    request: GenerationRequest
+    slot: int
+    adapter: Adapter | None
+    length: int  # tokens in the cache
+    next_token: int
+    generated: list[int] = field(default_factory=list)
+    counts: dict[int, int] = field(default_factory=dict)
+    sent_chars: int = 0
+    sampled: int = 0
+    """Tokens sampled, the end-of-turn token included: the completion's token count."""
+    generator: torch.Generator | None = None
+
+
+class Engine:
+    def __init__(self, tokenizer_for: Callable[[Path], object], *, slots: int = 32, max_len: int = 2048,
+                 adapter_cache: int = 16) -> None:
+        self.tokenizer_for = tokenizer_for
+        self.slots = slots
+        self.max_len = max_len
+        self.adapter_cache_size = adapter_cache
+        self._waiting: queue.Queue[GenerationRequest] = queue.Queue()
+        self._decoders: dict[Path, LlamaDecoder] = {}
+        self._adapters: OrderedDict[Path, Adapter] = OrderedDict()
+        self._active: dict[Path, list[_Sequence]] = {}
+        self._free_slots: dict[Path, list[int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tunehouse-engine", daemon=True)
+        self._thread.start()
+
+    # --- public -------------------------------------------------------------------------------------------
+
+    def submit(self, request: GenerationRequest) -> None:
+        self._waiting.put(request)
+
+    def context_length(self, base_dir: Path) -> int:
+        return min(self.max_len, _config_context(base_dir))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._waiting.put(None)  # type: ignore[arg-type]
+        self._thread.join(timeout=10)
+
+    # --- the loop -----------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        pending: deque[GenerationRequest] = deque()
+        while not self._stop.is_set():
+            if not pending and not any(self._active.values()):
+                pending.append(self._waiting.get())  # idle: sleep until a request arrives
+            while True:
+                try:
+                    pending.append(self._waiting.get_nowait())
+                except queue.Empty:
+                    break
+            pending = deque(request for request in pending if not self._admit(request))
+            for base_dir, sequences in list(self._active.items()):
+                if sequences:
+                    self._step(base_dir, sequences)
+
+    def _admit(self, request: GenerationRequest | None) -> bool:
+        """Start a request in a free slot. False when every slot of its model is busy (it waits)."""
+        if request is None or request.cancelled.is_set():
+            return True
+        try:
+            decoder = self._decoder(request.base_dir)
+            free = self._free_slots[request.base_dir]
+            if not free:
+                return False
+            adapter = self._adapter(decoder, request.adapter_dir) if request.adapter_dir else None
+            slot = free.pop()
+            logits = decoder.prefill(slot, request.prompt_ids, adapter)
+        except Exception as exc:  # a bad adapter or model fails its request, never the engine
+            log.exception("could not start a generation")
+            request.emit(exc)
+            return True
+        generator = None
+        if request.params.seed is not None:
+            generator = torch.Generator().manual_seed(request.params.seed)
+        sequence = _Sequence(request, slot, adapter, length=len(request.prompt_ids), next_token=-1, generator=generator)
+        self._active[request.base_dir].append(sequence)
+        self._accept(decoder, sequence, logits)
+        return True
+
+    def _step(self, base_dir: Path, sequences: list[_Sequence]) -> None:
+        decoder = self._decoders[base_dir]
+        logits = decoder.decode(
+            [s.slot for s in sequences], [s.next_token for s in sequences], [s.length for s in sequences],
+            [s.adapter for s in sequences],
+        )
+        for sequence, row in zip(list(sequences), logits):
+            sequence.length += 1
+            self._accept(decoder, sequence, row)
+
+    # --- one token for one sequence -----------------------------------------------------------------------
+
+    def _accept(self, decoder: LlamaDecoder, sequence: _Sequence, logits: torch.Tensor) -> None:
+        """Sample the next token from `logits`, emit what became final, and finish the sequence if done."""
+        request = sequence.request
+        if request.cancelled.is_set():
+            self._release(sequence)
+            return
+        params = request.params
+        token, logprob, top = sample(logits, params, sequence.counts, sequence.generator)
+        sequence.sampled += 1
+        tokenizer = self.tokenizer_for(request.base_dir)
+        stop_ids = _stop_token_ids(tokenizer)
+        if token in stop_ids:
+            self._finish(sequence, tokenizer, "stop")
+            return
+        sequence.generated.append(token)
+        sequence.counts[token] = sequence.counts.get(token, 0) + 1
+        sequence.next_token = token
+        text = tokenizer.decode(sequence.generated, skip_special_tokens=True)
+        stop_at = _find_stop(text, params.stop)
+        if stop_at is not None:
+            request.emit(TokenOutput(text[sequence.sent_chars:stop_at], token, logprob, top))
+            sequence.sent_chars = stop_at
+            self._finish(sequence, tokenizer, "stop", text=text[:stop_at])
+            return
+        safe = _safe_prefix_length(text, params.stop)
+        request.emit(TokenOutput(text[sequence.sent_chars:safe], token, logprob, top))
+        sequence.sent_chars = max(sequence.sent_chars, safe)
+        out_of_room = sequence.length + 1 >= decoder.max_len
+        if len(sequence.generated) >= params.max_tokens or out_of_room:
+            self._finish(sequence, tokenizer, "length", text=text)
+
+    def _finish(self, sequence: _Sequence, tokenizer, reason: str, text: str | None = None) -> None:
+        """Flush text held back for a possible stop string, then report the end."""
+        request = sequence.request
+        if text is None:
+            text = tokenizer.decode(sequence.generated, skip_special_tokens=True)
+        if sequence.sent_chars < len(text):
+            request.emit(TokenOutput(text[sequence.sent_chars:]))
+        request.emit(Finished(reason, len(request.prompt_ids), sequence.sampled))
+        self._release(sequence)
+
+    def _release(self, sequence: _Sequence) -> None:
+        base_dir = sequence.request.base_dir
+        self._active[base_dir].remove(sequence)
+        self._free_slots[base_dir].append(sequence.slot)
+
+    # --- models -------------------------------------------------------------------------------------------
+
+    def _decoder(self, base_dir: Path) -> LlamaDecoder:
+        if base_dir not in self._decoders:
+            log.info("loading %s for serving", base_dir)
+            self._decoders[base_dir] = LlamaDecoder(base_dir, slots=self.slots, max_len=self.max_len)
+            self._active[base_dir] = []
+            self._free_slots[base_dir] = list(range(self.slots))[::-1]
+        return self._decoders[base_dir]
+
+    def _adapter(self, decoder: LlamaDecoder, folder: Path) -> Adapter:
+        if folder in self._adapters:
+            self._adapters.move_to_end(folder)
+            return self._adapters[folder]
+        adapter = decoder.load_adapter(str(folder), folder)
+        self._adapters[folder] = adapter
+        while len(self._adapters) > self.adapter_cache_size:
+            self._adapters.popitem(last=False)  # sequences already using it keep their reference
+        return adapter
+
+
+def sample(logits: torch.Tensor, params: SamplingParams, counts: dict[int, int], generator: torch.Generator | None):
+    """Next token, its logprob, and the top alternatives (token, logprob) when asked for."""
+    if counts and (params.presence_penalty or params.frequency_penalty):
+        ids = torch.tensor(list(counts))
+        seen = torch.tensor(list(counts.values()), dtype=logits.dtype)
+        logits = logits.clone()
+        logits[ids] -= params.presence_penalty + params.frequency_penalty * seen
+    if params.logit_bias:
+        logits = logits.clone()
+        for token, bias in params.logit_bias.items():
+            logits[token] += bias
+    logprobs = torch.log_softmax(logits, dim=-1)
+    if params.temperature <= 0:
+        token = int(torch.argmax(logits))
+    else:
+        probs = torch.softmax(logits / params.temperature, dim=-1)
+        if params.top_p < 1.0:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < params.top_p
+            filtered = torch.zeros_like(probs)
+            filtered[order[keep]] = probs[order[keep]]
+            probs = filtered / filtered.sum()
+        token = int(torch.multinomial(probs, 1, generator=generator))
+    top = None
+    if params.top_logprobs is not None:
+        values, ids = torch.topk(logprobs, max(params.top_logprobs, 1))
+        top = [(int(i), float(v)) for i, v in zip(ids, values)][: params.top_logprobs]
+    return token, float(logprobs[token]), top
+
+
+def _stop_token_ids(tokenizer) -> set[int]:
+    ids = {tokenizer.eos_token_id}
+    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id:
+        ids.add(end_of_turn)
+    return {i for i in ids if i is not None}
+
+
+def _find_stop(text: str, stops: list[str]) -> int | None:
+    hits = [text.find(stop) for stop in stops if stop and stop in text]
+    return min(hits) if hits else None
+
+
+def _safe_prefix_length(text: str, stops: list[str]) -> int:
+    """How much of `text` can be sent: not a trailing partial character, nor what may begin a stop string."""
+    end = len(text)
+    while end and text[end - 1] == "\ufffd":
+        end -= 1
+    for stop in stops:
+        for keep in range(min(len(stop) - 1, end), 0, -1):
+            if text[:end].endswith(stop[:keep]):
+                end -= keep
+                break
+    return end
+
+
+def _config_context(base_dir: Path) -> int:
+    import json
+
+    return int(json.loads((base_dir / "config.json").read_text()).get("max_position_embeddings", 2048))

@@ -1,0 +1,152 @@
+"""From an OpenAI request to engine work and back: resolve the model, render the prompt exactly as training
+rendered examples, check it fits, turn request fields into SamplingParams, and bridge the engine thread's
+outputs into the caller's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..data.render import render_chat, render_prompt_completion
+from ..data.validate import ROLES, content_text
+from ..errors import InvalidRequest, ServerError
+from ..models.catalog import load_tokenizer
+from ..protocol.chat import ChatCompletionRequest, CompletionRequest, SamplingFields
+from ..services import Services
+from .engine import Engine, Finished, GenerationRequest, SamplingParams, TokenOutput
+from .registry import ServedModel, resolve
+
+
+@dataclass
+class Prepared:
+    model: ServedModel
+    base_dir: Path
+    tokenizer: object
+    prompt_ids: list[int]
+    params: SamplingParams
+    n: int
+
+
+def prepare_chat(services: Services, engine: Engine, project: str, request: ChatCompletionRequest) -> Prepared:
+    _refuse_unsupported(request)
+    for index, message in enumerate(request.messages):
+        _check_message(index, message)
+    model, base_dir, tokenizer = _load(services, project, request.model)
+    prompt = render_chat(request.messages, tokenizer, add_generation_prompt=True)
+    max_tokens = request.max_completion_tokens or request.max_tokens
+    top = (request.top_logprobs or 0) if request.logprobs else None
+    return _prepared(engine, model, base_dir, tokenizer, prompt.input_ids, request, max_tokens, top)
+
+
+def prepare_completion(services: Services, engine: Engine, project: str, request: CompletionRequest) -> Prepared:
+    prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+    if len(prompts) != 1:
+        raise InvalidRequest("Send exactly one prompt per request.", param="prompt")
+    for field_name in ("suffix", "best_of", "logprobs"):
+        if getattr(request, field_name) not in (None, 1 if field_name == "best_of" else None):
+            raise InvalidRequest(f"`{field_name}` is not supported on /v1/completions.", param=field_name)
+    if request.echo:
+        raise InvalidRequest("`echo` is not supported.", param="echo")
+    model, base_dir, tokenizer = _load(services, project, request.model)
+    prompt = render_prompt_completion(prompts[0], None, tokenizer)  # raw, exactly as prompt/completion training
+    return _prepared(engine, model, base_dir, tokenizer, prompt.input_ids, request, request.max_tokens, None)
+
+
+def _load(services: Services, project: str, name: str):
+    model = resolve(services, project, name)
+    base_dir = services.catalog.model_path(model.base)
+    return model, base_dir, load_tokenizer(str(base_dir))
+
+
+def _prepared(engine, model, base_dir, tokenizer, prompt_ids, request: SamplingFields, max_tokens, top) -> Prepared:
+    context = engine.context_length(base_dir)
+    room = context - len(prompt_ids)
+    if room < 1:
+        raise InvalidRequest(
+            f"This model's maximum context length is {context} tokens; the prompt has {len(prompt_ids)} tokens.",
+            param="messages" if isinstance(request, ChatCompletionRequest) else "prompt",
+            code="context_length_exceeded",
+        )
+    bias = {int(token): value for token, value in (request.logit_bias or {}).items()}
+    if any(token >= len(tokenizer) for token in bias):
+        raise InvalidRequest("`logit_bias` names a token id outside the vocabulary.", param="logit_bias")
+    params = SamplingParams(
+        max_tokens=min(max_tokens or room, room),
+        temperature=1.0 if request.temperature is None else request.temperature,
+        top_p=1.0 if request.top_p is None else request.top_p,
+        stop=list(request.stop or []),
+        seed=request.seed,
+        presence_penalty=request.presence_penalty or 0.0,
+        frequency_penalty=request.frequency_penalty or 0.0,
+        top_logprobs=top,
+        logit_bias=bias,
+    )
+    return Prepared(model, base_dir, tokenizer, prompt_ids, params, request.n or 1)
+
+
+def _refuse_unsupported(request: ChatCompletionRequest) -> None:
+    if request.tools:
+        raise InvalidRequest("`tools` are not supported: the model was not trained for tool calls.", param="tools")
+    if request.modalities and set(request.modalities) != {"text"}:
+        raise InvalidRequest("Only the `text` modality is supported.", param="modalities")
+    if request.audio is not None:
+        raise InvalidRequest("Audio output is not supported.", param="audio")
+    if request.response_format is not None and request.response_format.type != "text":
+        raise InvalidRequest(
+            f"response_format {request.response_format.type!r} is not supported yet; use 'text'.",
+            param="response_format",
+        )
+
+
+def _check_message(index: int, message: dict) -> None:
+    where = f"messages.{index}"
+    role = message.get("role") if isinstance(message, dict) else None
+    if role not in ROLES + ("function",):
+        raise InvalidRequest(f"{where}: unknown role {role!r} (expected one of {', '.join(ROLES)}).", param=f"{where}.role")
+    content = message.get("content")
+    if content is None and not (role == "assistant" and message.get("tool_calls")):
+        raise InvalidRequest(f"{where}: `content` is required.", param=f"{where}.content")
+    if content is not None and content_text(content) is None:
+        raise InvalidRequest(
+            f"{where}: `content` must be a string or a list of text parts (images and audio are not supported).",
+            param=f"{where}.content",
+        )
+
+
+async def generate(engine: Engine, prepared: Prepared) -> AsyncIterator[tuple[int, TokenOutput | Finished]]:
+    """Yield (choice index, output) as the engine produces them, until every choice has Finished.
+
+    Leaving early (a client that disconnected) cancels the choices still running: their slots free up at
+    the engine's next step.
+    """
+    loop = asyncio.get_running_loop()
+    outputs: asyncio.Queue = asyncio.Queue()
+    requests = []
+    for index in range(prepared.n):
+        params = prepared.params
+        if params.seed is not None and index:  # n choices from one seed: different, and still repeatable
+            params = dataclasses.replace(params, seed=params.seed + index)
+        request = GenerationRequest(
+            base_dir=prepared.base_dir,
+            adapter_dir=prepared.model.adapter_dir,
+            prompt_ids=prepared.prompt_ids,
+            params=params,
+            emit=lambda item, index=index: loop.call_soon_threadsafe(outputs.put_nowait, (index, item)),
+        )
+        requests.append(request)
+        engine.submit(request)
+    try:
+        running = prepared.n
+        while running:
+            index, item = await outputs.get()
+            if isinstance(item, Exception):
+                raise ServerError(f"Generation failed: {item}")
+            if isinstance(item, Finished):
+                running -= 1
+            yield index, item
+    finally:
+        for request in requests:
+            request.cancelled.set()
