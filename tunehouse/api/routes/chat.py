@@ -145,7 +145,7 @@ def _usage(prepared: Prepared, completion_tokens: int) -> Usage:
 
 
 def _data(chunk) -> str:
-    return f"data: {chunk.model_dump_json(exclude_none=True)}\n\n"
+    return f"data: {chunk.model_dump_json()}\n\n"
 
 
 def _sse(chunks: AsyncIterator[str]) -> StreamingResponse:
