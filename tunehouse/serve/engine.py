@@ -83,8 +83,9 @@ class _Sequence:
 
 class Engine:
     def __init__(self, tokenizer_for: Callable[[Path], object], *, slots: int = 32, max_len: int = 2048,
-                 adapter_cache: int = 16) -> None:
+                 adapter_cache: int = 16, int8: bool = False) -> None:
         self.tokenizer_for = tokenizer_for
+        self.int8 = int8
         self.slots = slots
         self.max_len = max_len
         self.adapter_cache_size = adapter_cache
@@ -214,7 +215,7 @@ class Engine:
     def _decoder(self, base_dir: Path) -> LlamaDecoder:
         if base_dir not in self._decoders:
             log.info("loading %s for serving", base_dir)
-            self._decoders[base_dir] = LlamaDecoder(base_dir, slots=self.slots, max_len=self.max_len)
+            self._decoders[base_dir] = LlamaDecoder(base_dir, slots=self.slots, max_len=self.max_len, int8=self.int8)
             self._active[base_dir] = []
             self._free_slots[base_dir] = list(range(self.slots))[::-1]
         return self._decoders[base_dir]
