@@ -83,6 +83,22 @@ def test_stop_n_seed_and_logprobs(server):
     assert tokens[0].logprob == max(t.logprob for t in tokens[0].top_logprobs)  # greedy picks the top token
 
 
+def test_json_mode_answers_one_json_object(server):
+    import json
+
+    client = server.client()
+    messages = [{"role": "user", "content": "Describe a cat as JSON with keys name and age."}]
+    for seed in (1, 2):
+        answer = client.chat.completions.create(model="gpt-4o-mini", messages=messages, seed=seed, max_tokens=80,
+                                                response_format={"type": "json_object"})
+        choice = answer.choices[0]
+        assert choice.finish_reason == "stop"
+        assert isinstance(json.loads(choice.message.content), dict)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION, response_format={"type": "json_object"})
+    assert err.value.body["param"] == "messages"
+
+
 def test_text_completions_feed_the_prompt_raw(server):
     client = server.client()
     completion = client.completions.create(model="gpt-4o-mini", prompt="The capital of France is", max_tokens=3,

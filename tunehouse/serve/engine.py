@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .json_mode import COMPLETE, constrain, scan
 from .llama import Adapter, LlamaDecoder
 
 log = logging.getLogger("tunehouse.engine")
@@ -37,6 +38,8 @@ class SamplingParams:
     top_logprobs: int | None = None
     """None: no logprobs; 0..20: the chosen token's logprob plus that many alternatives."""
     logit_bias: dict[int, float] = field(default_factory=dict)
+    json_object: bool = False
+    """Constrain the answer to one JSON object (see json_mode.py)."""
 
 
 @dataclass
@@ -171,10 +174,15 @@ class Engine:
             self._release(sequence)
             return
         params = request.params
-        token, logprob, top = sample(logits, params, sequence.counts, sequence.generator)
-        sequence.sampled += 1
         tokenizer = self.tokenizer_for(request.base_dir)
         stop_ids = _stop_token_ids(tokenizer)
+        if params.json_object:
+            logits = constrain(logits, sequence.generated, tokenizer, stop_ids)
+            if torch.isinf(logits).all():  # no candidate continues the object: give up where it stands
+                self._finish(sequence, tokenizer, "length")
+                return
+        token, logprob, top = sample(logits, params, sequence.counts, sequence.generator)
+        sequence.sampled += 1
         if token in stop_ids:
             self._finish(sequence, tokenizer, "stop")
             return
@@ -187,6 +195,9 @@ class Engine:
             request.emit(TokenOutput(text[sequence.sent_chars:stop_at], token, logprob, top))
             sequence.sent_chars = stop_at
             self._finish(sequence, tokenizer, "stop", text=text[:stop_at])
+            return
+        if params.json_object and scan(text) == COMPLETE:
+            self._finish(sequence, tokenizer, "stop", text=text)
             return
         safe = _safe_prefix_length(text, params.stop)
         request.emit(TokenOutput(text[sequence.sent_chars:safe], token, logprob, top))

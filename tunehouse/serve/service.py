@@ -38,7 +38,9 @@ def prepare_chat(services: Services, engine: Engine, project: str, request: Chat
     prompt = render_chat(request.messages, tokenizer, add_generation_prompt=True)
     max_tokens = request.max_completion_tokens or request.max_tokens
     top = (request.top_logprobs or 0) if request.logprobs else None
-    return _prepared(engine, model, base_dir, tokenizer, prompt.input_ids, request, max_tokens, top)
+    prepared = _prepared(engine, model, base_dir, tokenizer, prompt.input_ids, request, max_tokens, top)
+    prepared.params.json_object = bool(request.response_format and request.response_format.type == "json_object")
+    return prepared
 
 
 def prepare_completion(services: Services, engine: Engine, project: str, request: CompletionRequest) -> Prepared:
@@ -94,10 +96,16 @@ def _refuse_unsupported(request: ChatCompletionRequest) -> None:
         raise InvalidRequest("Only the `text` modality is supported.", param="modalities")
     if request.audio is not None:
         raise InvalidRequest("Audio output is not supported.", param="audio")
-    if request.response_format is not None and request.response_format.type != "text":
+    kind = request.response_format.type if request.response_format else "text"
+    if kind == "json_schema":
         raise InvalidRequest(
-            f"response_format {request.response_format.type!r} is not supported yet; use 'text'.",
-            param="response_format",
+            "response_format 'json_schema' is not supported yet; use 'json_object' or 'text'.", param="response_format"
+        )
+    if kind == "json_object" and not any("json" in (content_text(m.get("content")) or "").lower()
+                                         for m in request.messages if isinstance(m, dict)):
+        raise InvalidRequest(  # OpenAI's own rule: the prompt must ask for JSON
+            "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
+            param="messages",
         )
 
 
