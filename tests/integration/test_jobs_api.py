@@ -240,3 +240,19 @@ def test_sigkill_everything_after_a_checkpoint_then_restart_resumes(server_facto
                     if e.type == "metrics" and "tokens_per_second" in e.data]
     assert sorted(metric_steps) == list(range(1, 361))  # every step once: none lost, none doubled
     assert client.files.content(file_id).content == payload
+
+
+def test_full_fine_tuning_job_gives_a_servable_model(server_factory, tiny_model_dir):
+    server = server_factory()
+    register_tiny(server, tiny_model_dir)
+    client = server.client()
+    file_id = client.files.create(file=long_dataset(8), purpose="fine-tune").id
+    job = client.fine_tuning.jobs.create(training_file=file_id, model="tiny",
+                                         hyperparameters={"n_epochs": 2, "batch_size": 4, "training": "full"})
+    job = wait_for(client, job.id, ("succeeded", "failed"), timeout=300)
+    assert job.status == "succeeded", job.error
+    assert job.hyperparameters.model_extra["training"] == "full"
+    assert (server.data_dir / "jobs" / job.id / "model" / "model.safetensors").exists()
+    answer = client.chat.completions.create(model=job.fine_tuned_model, messages=[{"role": "user", "content": "Number 3?"}],
+                                            max_tokens=3)
+    assert answer.usage.completion_tokens >= 1

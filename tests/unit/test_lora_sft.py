@@ -47,6 +47,7 @@ def test_loss_decreases_and_adapters_are_peft_folders(tiny_model_dir, dataset, t
     assert [step for step, _ in checkpoints] == [3, 6, 9, 12, 15, 18]
     kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert kept == ["step-000012", "step-000015", "step-000018"]  # the last three epochs
+    assert [p.parent.name for p in (tmp_path / "checkpoints").glob("*/trainer_state.pt")] == ["step-000018"]
     adapter = result.adapter_dir
     assert adapter.name == "step-000018" and result.steps == 18
     peft_config = json.loads((adapter / "adapter_config.json").read_text())
@@ -88,3 +89,27 @@ def test_schedule_and_batches_are_deterministic(dataset):
     assert make_batches(dataset, 2, seed=1, epoch=0) == make_batches(dataset, 2, seed=1, epoch=0)
     assert make_batches(dataset, 2, seed=1, epoch=0) != make_batches(dataset, 2, seed=1, epoch=1)
     assert sorted(i for batch in make_batches(dataset, 4, 1, 0) for i in batch) == list(range(len(dataset)))
+
+
+def test_full_fine_tuning_trains_every_weight_and_resumes_exactly(tiny_model_dir, dataset, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    straight = run(config_for(tiny_model_dir, tmp_path / "straight", full=True, learning_rate=1e-3), dataset)
+    folder = straight.adapter_dir
+    assert (folder / "model.safetensors").exists() and not (folder / "adapter_config.json").exists()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    tuned = AutoModelForCausalLM.from_pretrained(folder).state_dict()
+    assert not torch.equal(base["model.layers.0.mlp.up_proj.weight"], tuned["model.layers.0.mlp.up_proj.weight"])
+
+    polls = {"n": 0}
+
+    def pause_once():
+        polls["n"] += 1
+        return "pause" if polls["n"] == 4 else None
+
+    interrupted = tmp_path / "interrupted"
+    run(config_for(tiny_model_dir, interrupted, full=True, learning_rate=1e-3), dataset, hooks=Hooks(should_stop=pause_once))
+    resumed = run(config_for(tiny_model_dir, interrupted, full=True, learning_rate=1e-3), dataset)
+    again = AutoModelForCausalLM.from_pretrained(resumed.adapter_dir).state_dict()
+    for name, tensor in tuned.items():
+        torch.testing.assert_close(again[name], tensor, rtol=1e-5, atol=1e-6)

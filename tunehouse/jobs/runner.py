@@ -29,7 +29,7 @@ from ..services import Services, open_services
 from ..settings import Settings
 from ..store import files as file_store
 from ..store.db import FileRecord, Job, JobCheckpoint, JobEvent
-from ..train.auto import BASE_LEARNING_RATE, resolve_hyperparameters
+from ..train.auto import BASE_LEARNING_RATE, FULL_BASE_LEARNING_RATE, resolve_hyperparameters
 from ..train.lora_sft import Hooks, TrainConfig, latest_checkpoint, run
 from .service import add_event, drop_metrics_after
 
@@ -64,7 +64,9 @@ def run_job(services: Services, job_id: str) -> None:
         output_dir=str(output_dir),
         n_epochs=hyperparameters["n_epochs"],
         batch_size=hyperparameters["batch_size"],
-        learning_rate=BASE_LEARNING_RATE * hyperparameters["learning_rate_multiplier"],
+        full=hyperparameters["training"] == "full",
+        learning_rate=(FULL_BASE_LEARNING_RATE if hyperparameters["training"] == "full" else BASE_LEARNING_RATE)
+        * hyperparameters["learning_rate_multiplier"],
         seed=job.seed,
         max_seq_len=min(MAX_SEQ_LEN, context_length(model_path)),
         log_every=1,  # a metrics event per step: live charts, and OpenAI's own granularity

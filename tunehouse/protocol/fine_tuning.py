@@ -23,6 +23,9 @@ class Hyperparameters(BaseModel):
     batch_size: BatchSize = "auto"
     learning_rate_multiplier: LearningRateMultiplier = "auto"
     n_epochs: NEpochs = "auto"
+    # --- tunehouse extensions ---
+    training: Literal["lora", "full"] = "lora"
+    """`full` trains every weight instead of a LoRA adapter (slower, and each checkpoint is a whole model)."""
 
     @field_validator("batch_size")
     @classmethod

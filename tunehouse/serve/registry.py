@@ -24,6 +24,14 @@ class ServedModel:
     created: int
     owned_by: str
     adapter_dir: Path | None = None
+    """LoRA adapter folder, or for a fully fine-tuned model its whole model folder (see `full_model_dir`)."""
+
+    @property
+    def full_model_dir(self) -> Path | None:
+        """The model folder when the weights are a whole model rather than an adapter."""
+        if self.adapter_dir is not None and not (self.adapter_dir / "adapter_config.json").exists():
+            return self.adapter_dir
+        return None
 
 
 def _not_found(name: str) -> NotFound:

@@ -59,7 +59,7 @@ def prepare_completion(services: Services, engine: Engine, project: str, request
 
 def _load(services: Services, project: str, name: str):
     model = resolve(services, project, name)
-    base_dir = services.catalog.model_path(model.base)
+    base_dir = model.full_model_dir or services.catalog.model_path(model.base)
     return model, base_dir, load_tokenizer(str(base_dir))
 
 
@@ -139,7 +139,7 @@ async def generate(engine: Engine, prepared: Prepared) -> AsyncIterator[tuple[in
             params = dataclasses.replace(params, seed=params.seed + index)
         request = GenerationRequest(
             base_dir=prepared.base_dir,
-            adapter_dir=prepared.model.adapter_dir,
+            adapter_dir=None if prepared.model.full_model_dir else prepared.model.adapter_dir,
             prompt_ids=prepared.prompt_ids,
             params=params,
             emit=lambda item, index=index: loop.call_soon_threadsafe(outputs.put_nowait, (index, item)),

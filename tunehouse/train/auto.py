@@ -6,6 +6,8 @@ from ..data.stats import auto_epochs
 
 BASE_LEARNING_RATE = 1e-3
 """LoRA peak learning rate at `learning_rate_multiplier` 1.0."""
+FULL_BASE_LEARNING_RATE = 2e-5
+"""Peak learning rate of full fine-tuning (every weight moves, so far smaller steps)."""
 
 
 def auto_batch_size(n_examples: int) -> int:
@@ -22,4 +24,5 @@ def resolve_hyperparameters(requested: dict, n_examples: int) -> dict:
         "n_epochs": auto_epochs(n_examples) if n_epochs == "auto" else int(n_epochs),
         "batch_size": auto_batch_size(n_examples) if batch_size == "auto" else int(batch_size),
         "learning_rate_multiplier": 1.0 if multiplier == "auto" else float(multiplier),
+        "training": requested.get("training", "lora"),
     }

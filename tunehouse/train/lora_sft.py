@@ -1,4 +1,6 @@
-"""LoRA supervised fine-tuning, top to bottom: config -> setup -> train (epochs of steps) -> checkpoints.
+"""Supervised fine-tuning, top to bottom: config -> setup -> train (epochs of steps) -> checkpoints.
+
+LoRA by default; `full=True` trains every weight instead (checkpoints are then whole model folders).
 
     from tunehouse.train.lora_sft import TrainConfig, run
     result = run(TrainConfig(model_dir=..., output_dir=...), train_examples, valid_examples, hooks)
@@ -46,6 +48,8 @@ class TrainConfig:
     batch_size: int = 8
     learning_rate: float = 2e-4
     """Peak learning rate (OpenAI's `learning_rate_multiplier` scales tunehouse's base rate)."""
+    full: bool = False
+    """Full fine-tuning: every weight trains (no LoRA); each checkpoint is a whole model folder."""
     lora_rank: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.0
@@ -103,13 +107,15 @@ def native_bf16() -> bool:
 
 
 def load_model(config: TrainConfig):
-    """The base model, frozen, with LoRA adapters on its linear layers."""
+    """The base model, frozen, with LoRA adapters on its linear layers (or, for full fine-tuning, as it is)."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(config.seed)
     base = AutoModelForCausalLM.from_pretrained(config.model_dir, dtype=torch.float32)
     base.config.use_cache = False
+    if config.full:
+        return base
     lora = LoraConfig(
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
@@ -155,7 +161,7 @@ def loss_step(model, batch: dict[str, torch.Tensor], bf16: bool) -> tuple[torch.
     Token t is predicted from position t-1, so the hidden states at positions whose *next* token carries
     loss are the only ones that go through the vocabulary head.
     """
-    causal_lm = model.get_base_model()
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         hidden = causal_lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         targets_at = batch["loss_mask"][:, 1:]  # (B, T-1)
@@ -206,15 +212,28 @@ def save_checkpoint(
     final = root / f"step-{step:06d}"
     staging = root / f".step-{step:06d}.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)  # adapter_model.safetensors + adapter_config.json (LoRA weights only)
+    # LoRA: adapter_model.safetensors + adapter_config.json (the LoRA weights only); full: the whole model
+    model.save_pretrained(staging)
+    if config.full:  # a whole model folder is only usable with its tokenizer beside it
+        _copy_tokenizer(config.model_dir, staging)
     torch.save({"optimizer": optimizer.state_dict(), **position}, staging / STATE_FILE)
     (staging / "tunehouse_config.json").write_text(json.dumps(asdict(config), indent=2))
     (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(staging, final)
-    for old in sorted(root.glob("step-*"))[: -config.keep_checkpoints]:
+    kept = sorted(root.glob("step-*"))
+    for old in kept[: -config.keep_checkpoints]:
         shutil.rmtree(old, ignore_errors=True)
+    for older in kept[-config.keep_checkpoints : -1]:  # only the newest is resumed from: drop the rest's optimizer
+        (older / STATE_FILE).unlink(missing_ok=True)
     return final
+
+
+def _copy_tokenizer(model_dir: str, target: Path) -> None:
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                 "generation_config.json"):
+        if (Path(model_dir) / name).exists():
+            shutil.copy2(Path(model_dir) / name, target / name)
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
@@ -227,9 +246,21 @@ def load_checkpoint(model, optimizer, checkpoint: Path) -> dict:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter_model.safetensors")))
+    if (checkpoint / "adapter_model.safetensors").exists():
+        set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter_model.safetensors")))
+    else:
+        model.load_state_dict(_full_state(checkpoint), strict=False)
     state = torch.load(checkpoint / STATE_FILE, weights_only=False)
     optimizer.load_state_dict(state.pop("optimizer"))
+    return state
+
+
+def _full_state(checkpoint: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    state: dict[str, torch.Tensor] = {}
+    for file in sorted(checkpoint.glob("*.safetensors")):
+        state.update(load_file(str(file)))
     return state
 
 
