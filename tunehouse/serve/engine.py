@@ -264,7 +264,10 @@ def sample(logits: torch.Tensor, params: SamplingParams, counts: dict[int, int],
             filtered = torch.zeros_like(probs)
             filtered[order[keep]] = probs[order[keep]]
             probs = filtered / filtered.sum()
-        token = int(torch.multinomial(probs, 1, generator=generator))
+        # inverse-CDF draw: one uniform number per token, much cheaper than multinomial over the vocabulary
+        cumulative = torch.cumsum(probs, dim=-1)
+        draw = torch.rand(1, generator=generator) * cumulative[-1]
+        token = min(int(torch.searchsorted(cumulative, draw)), len(probs) - 1)
     top = None
     if params.top_logprobs is not None:
         values, ids = torch.topk(logprobs, max(params.top_logprobs, 1))
