@@ -186,6 +186,9 @@ def test_pause_resume_then_cancel(server_factory, tiny_model_dir):
     job = client.fine_tuning.jobs.create(training_file=file_id, model="tiny",
                                          hyperparameters={"n_epochs": 50, "batch_size": 1})
     wait_for_checkpoint(client, job.id)
+    bad = client.files.create(file=b'{"messages": [{"role": "robot", "content": "x"}]}\n', purpose="fine-tune")
+    failed = wait_for(client, client.fine_tuning.jobs.create(training_file=bad.id, model="tiny").id, ("failed",), 30)
+    assert failed.error.code == "invalid_training_file"  # validated while the other job trains
     paused = client.fine_tuning.jobs.pause(job.id)
     assert paused.status == "paused"  # OpenAI's own answer; see docs/training.md for strict clients
     time.sleep(3)

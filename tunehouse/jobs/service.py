@@ -115,7 +115,7 @@ def list_jobs(
 ) -> tuple[list[Job], bool]:
     query = select(Job).where(Job.project == project).order_by(Job.seq.desc())
     if after:
-        query = query.where(Job.seq < _seq_of(db, Job, project_filter=Job.project == project, object_id=after))
+        query = query.where(Job.seq < _seq_of(db, Job, Job.project == project, after))
     with db.session() as session:
         rows = list(session.scalars(query))
     if metadata:  # portable across SQLite and Postgres JSON; job counts per project stay small
@@ -125,29 +125,29 @@ def list_jobs(
 
 def list_events(db: Database, project: str, job_id: str, *, after: str | None, limit: int) -> tuple[list[JobEvent], bool]:
     get_job(db, project, job_id)
-    query = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.seq.desc())
-    if after:
-        query = query.where(JobEvent.seq < _seq_of(db, JobEvent, JobEvent.job_id == job_id, after))
-    with db.session() as session:
-        rows = list(session.scalars(query.limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+    return _newest_first(db, JobEvent, JobEvent.job_id == job_id, after=after, limit=limit)
 
 
 def list_checkpoints(
     db: Database, project: str, job_id: str, *, after: str | None, limit: int
 ) -> tuple[list[JobCheckpoint], bool]:
     get_job(db, project, job_id)
-    query = select(JobCheckpoint).where(JobCheckpoint.job_id == job_id).order_by(JobCheckpoint.seq.desc())
+    return _newest_first(db, JobCheckpoint, JobCheckpoint.job_id == job_id, after=after, limit=limit)
+
+
+def _newest_first(db: Database, table, scope, *, after: str | None, limit: int) -> tuple[list, bool]:
+    """A page of `table` rows within `scope`, newest first, older than the row `after`; and whether more follow."""
+    query = select(table).where(scope).order_by(table.seq.desc())
     if after:
-        query = query.where(JobCheckpoint.seq < _seq_of(db, JobCheckpoint, JobCheckpoint.job_id == job_id, after))
+        query = query.where(table.seq < _seq_of(db, table, scope, after))
     with db.session() as session:
         rows = list(session.scalars(query.limit(limit + 1)))
     return rows[:limit], len(rows) > limit
 
 
-def _seq_of(db: Database, table, project_filter, object_id: str) -> int:
+def _seq_of(db: Database, table, scope, object_id: str) -> int:
     with db.session() as session:
-        seq = session.scalar(select(table.seq).where(project_filter, table.id == object_id))
+        seq = session.scalar(select(table.seq).where(scope, table.id == object_id))
     if seq is None:
         raise InvalidRequest(f"No such object to page after: {object_id}", param="after")
     return seq

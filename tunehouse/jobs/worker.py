@@ -67,13 +67,22 @@ class Worker:
     # --- the loop ---------------------------------------------------------------------------------------
 
     def run(self) -> None:
+        """Validate in one thread and train in this one, so new jobs' files are checked (and bad ones
+        failed) within seconds even while a long job trains."""
         log.info("worker %s started on %s", self.worker_id, self.services.settings.data_dir)
+        validator = threading.Thread(target=self._validate_loop, name="tunehouse-validate", daemon=True)
+        validator.start()
         while not self.stopping.is_set():
             if time.monotonic() - self._last_recover > RECOVER_EVERY_SECONDS:
                 self.recover()
-            if self.validate_next() or self.train_next():
-                continue
-            self.stopping.wait(self.poll_seconds)
+            if not self.train_next():
+                self.stopping.wait(self.poll_seconds)
+        validator.join(timeout=10)
+
+    def _validate_loop(self) -> None:
+        while not self.stopping.is_set():
+            if not self.validate_next():
+                self.stopping.wait(self.poll_seconds)
 
     def stop(self, *_args) -> None:
         self.stopping.set()
