@@ -20,13 +20,15 @@ from pathlib import Path
 import httpx
 import torch
 
+from tunehouse.cpu import native_bf16
+
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = [{"role": "user", "content": "Write a long story about a dragon who learns to cook."}]
 
 
 def start_server(data_dir: Path, port: int, int8: bool) -> subprocess.Popen:
     env = dict(os.environ, TUNEHOUSE_MODEL_CACHE_DIR=str(ROOT / ".cache" / "models"),
-               TUNEHOUSE_SERVE_INT8="1" if int8 else "0")
+               TUNEHOUSE_SERVE_PRECISION="int8" if int8 else "auto")
     process = subprocess.Popen([sys.executable, "-m", "tunehouse", "serve", "--no-worker", "--port", str(port),
                                 "--data-dir", str(data_dir)], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -100,7 +102,7 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait()
-    mode = "int8 weights" if args.int8 else "fp32"
+    mode = "int8 weights" if args.int8 else "bf16 matrix products" if native_bf16() else "fp32"
     print(f"tunehouse ({mode}): time to first token {first * 1000:.0f} ms, one stream {single:.1f} tokens/s, "
           f"one after another {sequential_rate:.1f} tokens/s, 32 concurrent clients {concurrent_rate:.0f} tokens/s "
           f"in total ({concurrent_rate / hf_batch:.2f}x the padded transformers batch, "

@@ -7,6 +7,7 @@ docs/configuration.md is the reference for each one.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,10 +36,11 @@ class Settings(BaseSettings):
     serve_max_len: int = Field(default=2048, ge=64)
     """Longest prompt plus answer served (capped by the model's context); sizes the KV cache."""
 
-    serve_int8: bool = False
-    """Serve with int8 weights: about 2x the single-stream speed on a CPU, at the cost of answers that can
-    differ slightly from full precision (and between batch compositions, as activations are quantized per
-    step). Off by default: greedy answers then equal transformers' token for token."""
+    serve_precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
+    """Weights of the serving engine's matrix products. `auto`: bf16 where the CPU computes it natively,
+    else fp32. bf16 answers do not depend on what else is in the batch, bit for bit; `fp32` equals
+    transformers token for token; `int8` is about 2x faster for one stream but its answers can vary with
+    the batch (docs/serving.md)."""
 
     host: str = "127.0.0.1"
     port: int = 8000

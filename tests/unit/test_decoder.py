@@ -74,3 +74,18 @@ def test_sampling_is_repeatable_with_a_seed_and_honours_its_controls():
     assert sample(logits, SamplingParams(temperature=0, presence_penalty=2.0), {1: 1}, None)[0] == 2
     top = sample(logits, SamplingParams(temperature=0, top_logprobs=2), {}, None)[2]
     assert [token for token, _ in top] == [1, 2]
+
+
+def test_with_bf16_products_a_rows_logits_do_not_depend_on_the_rest_of_the_batch(default_model_dir, tokenizer):
+    """Bit for bit, on the real model's shapes (oneDNN's bf16 kernels compute each row alike at any batch
+    size; fp32 goes through MKL, whose one-row and many-row kernels round differently in the last bits)."""
+    decoder = LlamaDecoder(default_model_dir, slots=4, max_len=256, bf16_matmul=True)
+    prompts = [render_chat([{"role": "user", "content": "hi " * n}], tokenizer, add_generation_prompt=True).input_ids
+               for n in (1, 40, 90, 7)]  # lengths in different attention buckets
+    for slot, prompt in enumerate(prompts):
+        decoder.prefill(slot, prompt, None)
+    lengths = [len(p) for p in prompts]
+    together = decoder.decode([0, 1, 2, 3], [5, 6, 7, 8], lengths, [None] * 4)
+    for slot in range(4):
+        alone = decoder.decode([slot], [5 + slot], [lengths[slot]], [None])
+        assert torch.equal(alone[0], together[slot])

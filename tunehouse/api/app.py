@@ -50,7 +50,7 @@ def _lazy_engine(settings: Settings):
         with lock:
             if not holder:
                 holder.append(Engine(lambda base_dir: load_tokenizer(str(base_dir)), slots=settings.serve_slots,
-                                     max_len=settings.serve_max_len, int8=settings.serve_int8))
+                                     max_len=settings.serve_max_len, precision=settings.serve_precision))
             return holder[0]
 
     return engine

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from ..cpu import native_bf16
 from .json_mode import COMPLETE, constrain, scan
 from .llama import Adapter, LlamaDecoder
 
@@ -86,9 +87,11 @@ class _Sequence:
 
 class Engine:
     def __init__(self, tokenizer_for: Callable[[Path], object], *, slots: int = 32, max_len: int = 2048,
-                 adapter_cache: int = 16, int8: bool = False) -> None:
+                 adapter_cache: int = 16, precision: str = "auto") -> None:
         self.tokenizer_for = tokenizer_for
-        self.int8 = int8
+        if precision == "auto":
+            precision = "bf16" if native_bf16() else "fp32"
+        self.precision = precision
         self.slots = slots
         self.max_len = max_len
         self.adapter_cache_size = adapter_cache
@@ -226,7 +229,9 @@ class Engine:
     def _decoder(self, base_dir: Path) -> LlamaDecoder:
         if base_dir not in self._decoders:
             log.info("loading %s for serving", base_dir)
-            self._decoders[base_dir] = LlamaDecoder(base_dir, slots=self.slots, max_len=self.max_len, int8=self.int8)
+            self._decoders[base_dir] = LlamaDecoder(base_dir, slots=self.slots, max_len=self.max_len,
+                                                    int8=self.precision == "int8",
+                                                    bf16_matmul=self.precision == "bf16")
             self._active[base_dir] = []
             self._free_slots[base_dir] = list(range(self.slots))[::-1]
         return self._decoders[base_dir]

@@ -39,7 +39,7 @@ class Adapter:
 
 class LlamaDecoder:
     def __init__(self, model_dir: Path, *, slots: int, max_len: int, dtype: torch.dtype = torch.float32,
-                 int8: bool = False) -> None:
+                 int8: bool = False, bf16_matmul: bool = False) -> None:
         """`int8` stores the projection and head weights as int8 (per output channel) for a 4x cheaper
         matrix-vector product; activations are quantized per call. The base model's own weights stay as
         loaded when False."""
@@ -65,7 +65,8 @@ class LlamaDecoder:
         weights = _load_weights(Path(model_dir))
         cast = lambda name: weights.pop(name).to(dtype)  # noqa: E731
         self.embed = cast("model.embed_tokens.weight")
-        self.lm_head = _Projection(cast("lm_head.weight") if "lm_head.weight" in weights else self.embed, None, int8)
+        self.lm_head = _Projection(cast("lm_head.weight") if "lm_head.weight" in weights else self.embed, None, int8,
+                                   bf16=bf16_matmul)
         self.norm = cast("model.norm.weight")
         self.layers = []
         for i in range(self.layers_n):
@@ -77,10 +78,11 @@ class LlamaDecoder:
                 return cast(f"{prefix}{group}.{proj}.weight"), cast(bias) if bias in weights else None
 
             # q, k, v (and gate, up) share their input: one matrix product each instead of three (two)
-            layer["qkv"] = _Projection.fused([take("self_attn", p) for p in ("q_proj", "k_proj", "v_proj")], int8)
-            layer["o_proj"] = _Projection(*take("self_attn", "o_proj"), int8)
-            layer["gate_up"] = _Projection.fused([take("mlp", p) for p in ("gate_proj", "up_proj")], int8)
-            layer["down_proj"] = _Projection(*take("mlp", "down_proj"), int8)
+            fused = lambda parts: _Projection.fused(parts, int8, bf16=bf16_matmul)  # noqa: E731
+            layer["qkv"] = fused([take("self_attn", p) for p in ("q_proj", "k_proj", "v_proj")])
+            layer["o_proj"] = _Projection(*take("self_attn", "o_proj"), int8, bf16=bf16_matmul)
+            layer["gate_up"] = fused([take("mlp", p) for p in ("gate_proj", "up_proj")])
+            layer["down_proj"] = _Projection(*take("mlp", "down_proj"), int8, bf16=bf16_matmul)
             self.layers.append(layer)
 
         theta = rope.get("rope_theta") or config.get("rope_theta", 10000.0)
@@ -158,9 +160,11 @@ class LlamaDecoder:
         positions = torch.tensor(lengths).unsqueeze(1)
         rotary = self._rotary(positions)
         slot_index = torch.tensor(slots)
+        span_groups = _span_groups(lengths, self.max_len)
         x = self.embed[ids]
         for i in range(self.layers_n):
-            x = self._block(i, x, positions, rotary, adapters, slots=slot_index, prefill_slot=None)
+            x = self._block(i, x, positions, rotary, adapters, slots=slot_index, prefill_slot=None,
+                            span_groups=span_groups)
         x = self._rms_norm(x[:, -1], self.norm)
         return self.lm_head(x).float()
 
@@ -168,7 +172,7 @@ class LlamaDecoder:
         """cos and sin at `positions`, shaped (B, 1, T, head_dim) to broadcast over heads; once per forward."""
         return self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
 
-    def _block(self, i, x, positions, rotary, adapters, *, slots, prefill_slot) -> torch.Tensor:
+    def _block(self, i, x, positions, rotary, adapters, *, slots, prefill_slot, span_groups=()) -> torch.Tensor:
         layer = self.layers[i]
         batch, steps, _ = x.shape
         h = self._rms_norm(x, layer["input_norm"])
@@ -185,11 +189,12 @@ class LlamaDecoder:
             lengths = positions[:, 0]
             self.cache_k[i][slots, :, lengths] = k[:, :, 0]
             self.cache_v[i][slots, :, lengths] = v[:, :, 0]
-            span = int(lengths.max()) + 1
-            keys = self.cache_k[i][slots, :, :span]
-            values = self.cache_v[i][slots, :, :span]
-            mask = (torch.arange(span).unsqueeze(0) <= lengths.unsqueeze(1)).view(batch, 1, 1, span)
-            attended = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
+            attended = torch.empty_like(q)
+            for span, rows in span_groups:
+                keys = self.cache_k[i][slots[rows], :, :span]
+                values = self.cache_v[i][slots[rows], :, :span]
+                mask = (torch.arange(span).unsqueeze(0) <= lengths[rows].unsqueeze(1)).view(len(rows), 1, 1, span)
+                attended[rows] = F.scaled_dot_product_attention(q[rows], keys, values, attn_mask=mask, enable_gqa=True)
         attended = attended.transpose(1, 2).reshape(batch, steps, self.heads * self.head_dim)
         (attention_out,) = self._linear(attended, i, "o_proj", ("o_proj",), adapters)
         x = x + attention_out
@@ -199,12 +204,29 @@ class LlamaDecoder:
         return x + mlp_out
 
 
+SPAN_BUCKET = 64
+
+
+def _span_groups(lengths: list[int], max_len: int) -> list[tuple[int, torch.Tensor]]:
+    """Rows grouped by how many cached positions they attend over: their own length rounded up to a bucket.
+
+    A row's attention then has the same shape whatever else is in the batch, so its result (and the answer)
+    is the same batched or alone, not merely close; one attention call per bucket keeps the batching.
+    """
+    groups: dict[int, list[int]] = {}
+    for row, length in enumerate(lengths):
+        span = min(max_len, -(-(length + 1) // SPAN_BUCKET) * SPAN_BUCKET)
+        groups.setdefault(span, []).append(row)
+    return [(span, torch.tensor(rows)) for span, rows in groups.items()]
+
+
 class _Projection:
     """`x @ W.T + b`, with W either as loaded or int8 per output channel (fbgemm's dynamic int8 kernel)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, int8: bool,
-                 sizes: list[int] | None = None) -> None:
+                 sizes: list[int] | None = None, bf16: bool = False) -> None:
         self.bias = bias
+        self.bf16 = bf16 and not int8
         self.out_features = weight.shape[0]
         self.sizes = sizes or [weight.shape[0]]
         """Output widths of the projections fused into this one (their outputs are split back)."""
@@ -216,15 +238,20 @@ class _Projection:
             quantized = torch.quantize_per_channel(weight.float(), scales, zero_points, 0, torch.qint8)
             self.packed = torch.ops.quantized.linear_prepack(quantized, None)
             self.weight = None
+        elif self.bf16:
+            self.weight = weight.to(torch.bfloat16)
 
     @classmethod
-    def fused(cls, parts: list[tuple[torch.Tensor, torch.Tensor | None]], int8: bool) -> _Projection:
+    def fused(cls, parts: list[tuple[torch.Tensor, torch.Tensor | None]], int8: bool, bf16: bool = False) -> _Projection:
         weight = torch.cat([w for w, _ in parts])
         biases = [b if b is not None else torch.zeros(w.shape[0], dtype=w.dtype) for w, b in parts]
         bias = torch.cat(biases) if any(b is not None for _, b in parts) else None
-        return cls(weight, bias, int8, sizes=[w.shape[0] for w, _ in parts])
+        return cls(weight, bias, int8, sizes=[w.shape[0] for w, _ in parts], bf16=bf16)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bf16:  # bf16 products, the rest of the model (residual stream, attention) in fp32
+            out = F.linear(x.to(torch.bfloat16), self.weight).float()
+            return out if self.bias is None else out + self.bias
         if self.packed is None:
             return F.linear(x, self.weight, self.bias)
         flat = x.reshape(-1, x.shape[-1]).float()

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..cpu import native_bf16
 from ..data.render import Rendered
 
 # ---------------------------------------------------------------------------------------------------------
@@ -92,13 +93,6 @@ class TrainResult:
     stopped: str | None = None
     history: list[dict] = field(default_factory=list)
     """One row per logged step: step, train_loss, train_accuracy, valid_loss, valid_mean_token_accuracy."""
-
-
-def native_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 # ---------------------------------------------------------------------------------------------------------
