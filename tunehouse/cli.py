@@ -4,7 +4,9 @@
     tunehouse worker [--data-dir DIR]
     tunehouse keys create --project NAME
     tunehouse data check FILE [--model M] [--show N] [--epochs N] [--json]
-    tunehouse models add NAME PATH | alias ALIAS BASE | remove NAME
+    tunehouse models add NAME PATH | alias ALIAS BASE | remove NAME      (the catalog of a data dir)
+
+and, over HTTP (remote_cli.py): files, jobs, models list|get|delete, chat.
 """
 
 from __future__ import annotations
@@ -20,15 +22,22 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .remote_cli import chat, files_app, jobs_app, register_model_commands
 from .settings import LOOPBACK_HOSTS, Settings
 
 app = typer.Typer(help="Self-hosted fine-tuning that speaks the OpenAI API.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys: each belongs to a project.", no_args_is_help=True)
 data_app = typer.Typer(help="Datasets: validate, count tokens, preview what will be learned.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
-models_app = typer.Typer(help="The base-model catalog of a data dir: local folders and aliases.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Models: list/get/delete on a server; add/alias/remove in a data dir's catalog.", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.add_typer(files_app, name="files")
+app.add_typer(jobs_app, name="jobs")
+register_model_commands(models_app)
+app.command("chat")(chat)
 
 console = Console()
 err_console = Console(stderr=True)
