@@ -63,6 +63,11 @@ class PayloadTooLarge(TunehouseError):
     error_type = "invalid_request_error"
 
 
+class RateLimited(TunehouseError):
+    status_code = 429
+    error_type = "rate_limit_exceeded"
+
+
 class ServerError(TunehouseError):
     status_code = 500
     error_type = "server_error"

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     serve_max_len: int = Field(default=2048, ge=64)
     """Longest prompt plus answer served (capped by the model's context); sizes the KV cache."""
 
+    serve_max_waiting: int = Field(default=256, ge=0)
+    """Generations allowed to wait for a free slot; past that, new requests get 429 with Retry-After."""
+
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    """Largest JSON request body (uploads have max_upload_bytes); past it the answer is 413."""
+
     serve_precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
     """Weights of the serving engine's matrix products. `auto`: bf16 where the CPU computes it natively,
     else fp32. bf16 answers do not depend on what else is in the batch, bit for bit; `fp32` equals

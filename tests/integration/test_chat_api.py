@@ -187,3 +187,27 @@ def test_a_disconnected_stream_frees_its_slot(server_factory):
     started = time.monotonic()
     answer = server.client().chat.completions.create(model="gpt-4o-mini", messages=QUESTION, max_tokens=5)
     assert answer.choices[0].message.content and time.monotonic() - started < 60
+
+
+def test_limits_answer_429_with_retry_after_and_413(server_factory):
+    import threading
+
+    server = server_factory(TUNEHOUSE_SERVE_SLOTS="1", TUNEHOUSE_SERVE_MAX_WAITING="1",
+                            TUNEHOUSE_MAX_REQUEST_BYTES="20000")
+    url = f"{server.base_url}/chat/completions"
+    long = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Write a very long story."}],
+            "max_tokens": 150}
+    assert httpx.post(url, json={**long, "max_tokens": 1}, timeout=120).status_code == 200  # model loaded
+    threads = [threading.Thread(target=httpx.post, args=(url,), kwargs={"json": long, "timeout": 300})
+               for _ in range(2)]
+    for thread in threads:  # one decodes, one waits for the only slot
+        thread.start()
+        time.sleep(1.0)
+    busy = httpx.post(url, json={**long, "max_tokens": 5}, timeout=60)
+    assert busy.status_code == 429 and busy.headers["retry-after"] == "1"
+    assert busy.json()["error"]["code"] == "rate_limit_exceeded"
+    huge = httpx.post(url, json={**long, "messages": [{"role": "user", "content": "x" * 30000}]}, timeout=60)
+    assert huge.status_code == 413 and huge.json()["error"]["code"] == "request_too_large"
+    for thread in threads:
+        thread.join()
+    assert httpx.post(url, json={**long, "max_tokens": 2}, timeout=120).status_code == 200  # served again

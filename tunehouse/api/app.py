@@ -15,7 +15,8 @@ from ..models.catalog import load_tokenizer
 from ..serve.engine import Engine
 from ..services import open_services
 from ..settings import Settings
-from .errors import install_error_handlers
+from ..errors import PayloadTooLarge
+from .errors import error_response, install_error_handlers
 from .routes import chat, files, fine_tuning, models
 
 def build_app(settings: Settings) -> FastAPI:
@@ -23,6 +24,17 @@ def build_app(settings: Settings) -> FastAPI:
     app.state.services = open_services(settings)
     app.state.engine = _lazy_engine(settings)
     install_error_handlers(app)
+
+    @app.middleware("http")
+    async def body_limit(request: Request, call_next):
+        """JSON bodies over max_request_bytes are 413 before they are read (uploads have their own limit)."""
+        declared = request.headers.get("content-length", "")
+        if (declared.isdigit() and int(declared) > settings.max_request_bytes
+                and not request.url.path.startswith("/v1/files")):
+            return error_response(PayloadTooLarge(
+                f"Request body is larger than {settings.max_request_bytes} bytes (TUNEHOUSE_MAX_REQUEST_BYTES).",
+                code="request_too_large"))
+        return await call_next(request)
 
     @app.middleware("http")
     async def request_id(request: Request, call_next):
@@ -50,7 +62,8 @@ def _lazy_engine(settings: Settings):
         with lock:
             if not holder:
                 holder.append(Engine(lambda base_dir: load_tokenizer(str(base_dir)), slots=settings.serve_slots,
-                                     max_len=settings.serve_max_len, precision=settings.serve_precision))
+                                     max_len=settings.serve_max_len, precision=settings.serve_precision,
+                                     max_waiting=settings.serve_max_waiting))
             return holder[0]
 
     return engine

@@ -87,8 +87,9 @@ class _Sequence:
 
 class Engine:
     def __init__(self, tokenizer_for: Callable[[Path], object], *, slots: int = 32, max_len: int = 2048,
-                 adapter_cache: int = 16, precision: str = "auto") -> None:
+                 adapter_cache: int = 16, precision: str = "auto", max_waiting: int = 256) -> None:
         self.tokenizer_for = tokenizer_for
+        self.max_waiting = max_waiting
         if precision == "auto":
             precision = "bf16" if native_bf16() else "fp32"
         self.precision = precision
@@ -100,6 +101,8 @@ class Engine:
         self._adapters: OrderedDict[Path, Adapter] = OrderedDict()
         self._active: dict[Path, list[_Sequence]] = {}
         self._free_slots: dict[Path, list[int]] = {}
+        self._not_started = 0
+        self._count_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tunehouse-engine", daemon=True)
         self._thread.start()
@@ -107,7 +110,14 @@ class Engine:
     # --- public -------------------------------------------------------------------------------------------
 
     def submit(self, request: GenerationRequest) -> None:
+        with self._count_lock:
+            self._not_started += 1
         self._waiting.put(request)
+
+    @property
+    def waiting(self) -> int:
+        """Requests submitted but not yet decoding (no free slot yet)."""
+        return self._not_started
 
     def context_length(self, base_dir: Path) -> int:
         return min(self.max_len, _config_context(base_dir))
@@ -129,7 +139,10 @@ class Engine:
                     pending.append(self._waiting.get_nowait())
                 except queue.Empty:
                     break
-            pending = deque(request for request in pending if not self._admit(request))
+            still_waiting = deque(request for request in pending if not self._admit(request))
+            with self._count_lock:
+                self._not_started -= len(pending) - len(still_waiting)
+            pending = still_waiting
             for base_dir, sequences in list(self._active.items()):
                 if sequences:
                     self._step(base_dir, sequences)

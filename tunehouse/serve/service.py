@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..data.render import render_chat, render_prompt_completion
 from ..data.validate import ROLES, content_text
-from ..errors import InvalidRequest, ServerError
+from ..errors import InvalidRequest, RateLimited, ServerError
 from ..models.catalog import load_tokenizer
 from ..protocol.chat import ChatCompletionRequest, CompletionRequest, SamplingFields
 from ..services import Services
@@ -86,7 +86,15 @@ def _prepared(engine, model, base_dir, tokenizer, prompt_ids, request: SamplingF
         top_logprobs=top,
         logit_bias=bias,
     )
-    return Prepared(model, base_dir, tokenizer, prompt_ids, params, request.n or 1)
+    n = request.n or 1
+    if engine.waiting + n > engine.max_waiting:  # checked before any response starts, so it is a real 429
+        raise RateLimited(
+            f"The server is busy: {engine.waiting} generations are waiting for a free slot "
+            f"(limit {engine.max_waiting}). Retry shortly.",
+            code="rate_limit_exceeded",
+            headers={"Retry-After": "1"},
+        )
+    return Prepared(model, base_dir, tokenizer, prompt_ids, params, n)
 
 
 def _refuse_unsupported(request: ChatCompletionRequest) -> None:
