@@ -103,7 +103,6 @@ class Engine:
         self._free_slots: dict[Path, list[int]] = {}
         self._not_started = 0
         self._count_lock = threading.Lock()
-        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tunehouse-engine", daemon=True)
         self._thread.start()
 
@@ -122,16 +121,12 @@ class Engine:
     def context_length(self, base_dir: Path) -> int:
         return min(self.max_len, _config_context(base_dir))
 
-    def close(self) -> None:
-        self._stop.set()
-        self._waiting.put(None)  # type: ignore[arg-type]
-        self._thread.join(timeout=10)
-
     # --- the loop -----------------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        """Forever (a daemon thread that ends with the server): admit what fits, then one step per model."""
         pending: deque[GenerationRequest] = deque()
-        while not self._stop.is_set():
+        while True:
             if not pending and not any(self._active.values()):
                 pending.append(self._waiting.get())  # idle: sleep until a request arrives
             while True:
@@ -147,9 +142,9 @@ class Engine:
                 if sequences:
                     self._step(base_dir, sequences)
 
-    def _admit(self, request: GenerationRequest | None) -> bool:
+    def _admit(self, request: GenerationRequest) -> bool:
         """Start a request in a free slot. False when every slot of its model is busy (it waits)."""
-        if request is None or request.cancelled.is_set():
+        if request.cancelled.is_set():
             return True
         try:
             decoder = self._decoder(request.base_dir)
