@@ -15,6 +15,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ..errors import InvalidRequest, PayloadTooLarge
+from ..faults import hold_point
 from ..store.blobs import BlobWriter
 
 MAX_FIELD_BYTES = 64 * 1024
@@ -81,6 +82,7 @@ async def read_upload(request: Request, sink: BlobWriter, max_bytes: int) -> Upl
     def on_part_data(data: bytes, start: int, end: int) -> None:
         if part["is_file"]:
             sink.write(data[start:end])
+            hold_point("upload.receiving")
             if sink.size > max_bytes:
                 raise too_large(max_bytes)
             return

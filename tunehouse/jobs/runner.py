@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import shutil
 import sys
@@ -23,6 +24,7 @@ from sqlalchemy import select
 
 from ..data.render import render_example
 from ..data.validate import validate_dataset
+from ..faults import hold_point
 from ..models.catalog import context_length, load_tokenizer
 from ..protocol.common import new_id
 from ..services import Services, open_services
@@ -75,6 +77,10 @@ def run_job(services: Services, job_id: str) -> None:
     resumed_from = latest_checkpoint(output_dir)
     if resumed_from is not None:
         drop_metrics_after(db, job_id, int(resumed_from.name.split("-")[-1]))
+        _record_unrecorded_checkpoints(services, job, output_dir)
+    elif _has_event(services, job_id, "Fine-tuning job started"):  # stopped before its first checkpoint
+        drop_metrics_after(db, job_id, 0)
+        log_event("The job stopped before its first checkpoint; training starts again from the beginning", "warn")
     else:
         log_event("Fine-tuning job started")
     hooks = Hooks(
@@ -109,6 +115,12 @@ def _render(services: Services, file_id: str, tokenizer) -> list:
     return [render_example(example.record, example.format, tokenizer) for example in report.examples]
 
 
+def _has_event(services: Services, job_id: str, message: str) -> bool:
+    with services.db.session() as session:
+        found = session.scalar(select(JobEvent.id).where(JobEvent.job_id == job_id, JobEvent.message == message).limit(1))
+    return found is not None
+
+
 def _should_stop(services: Services, job_id: str) -> str | None:
     with services.db.session() as session:
         status = session.scalar(select(Job.status).where(Job.id == job_id))
@@ -131,24 +143,44 @@ def _on_metrics(services: Services, job: Job, metrics: dict) -> None:
 
 
 def _on_checkpoint(services: Services, job: Job, step: int, path: Path, metrics: dict) -> None:
-    relative = str(path.relative_to(services.settings.data_dir))
+    hold_point("checkpoint.record")  # the folder is complete, its row not yet written
     with services.db.session() as session:
-        session.add(
-            JobCheckpoint(
-                id=new_id("ftckpt_"),
-                job_id=job.id,
-                created_at=int(time.time()),
-                step_number=step,
-                metrics=metrics,
-                model_name=f"{job.output_model}:ckpt-step-{step}",
-                path=relative,
-            )
-        )
+        _add_checkpoint_row(session, services, job, step, path, metrics)
         # the recipe keeps the last three checkpoint folders; rows follow the folders
         for row in session.scalars(select(JobCheckpoint).where(JobCheckpoint.job_id == job.id)):
             if not (services.settings.data_dir / row.path).exists():
                 session.delete(row)
     add_event(services.db, job.id, f"Checkpoint created at step {step}")
+
+
+def _record_unrecorded_checkpoints(services: Services, job: Job, output_dir: Path) -> None:
+    """A crash between a checkpoint's folder and its row leaves a complete folder the API cannot see."""
+    with services.db.session() as session:
+        recorded = set(session.scalars(select(JobCheckpoint.step_number).where(JobCheckpoint.job_id == job.id)))
+    for folder in sorted((output_dir / "checkpoints").glob("step-*")):
+        step = int(folder.name.split("-")[-1])
+        if step in recorded or not (folder / "metrics.json").exists():
+            continue
+        metrics = json.loads((folder / "metrics.json").read_text())
+        if "total_steps" not in metrics:  # a pause's checkpoint (only its step): not one the API lists
+            continue
+        with services.db.session() as session:
+            _add_checkpoint_row(session, services, job, step, folder, metrics)
+        add_event(services.db, job.id, f"Checkpoint created at step {step}")
+
+
+def _add_checkpoint_row(session, services: Services, job: Job, step: int, path: Path, metrics: dict) -> None:
+    session.add(
+        JobCheckpoint(
+            id=new_id("ftckpt_"),
+            job_id=job.id,
+            created_at=int(time.time()),
+            step_number=step,
+            metrics=metrics,
+            model_name=f"{job.output_model}:ckpt-step-{step}",
+            path=str(path.relative_to(services.settings.data_dir)),
+        )
+    )
 
 
 def _finish(services: Services, job: Job, adapter_dir: Path, trained_tokens: int) -> None:
@@ -157,6 +189,7 @@ def _finish(services: Services, job: Job, adapter_dir: Path, trained_tokens: int
     staging = target.with_name("model.partial")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(adapter_dir, staging, ignore=shutil.ignore_patterns("trainer_state.pt"))
+    hold_point("model.save")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     result_file = _write_result_file(services, job)

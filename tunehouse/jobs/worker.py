@@ -23,6 +23,7 @@ import time
 
 from sqlalchemy import select, update
 
+from ..faults import hold_point
 from ..data.validate import PROMPT_COMPLETION, CHAT, FORMAT_LABELS, validate_dataset
 from ..services import Services
 from ..settings import Settings
@@ -116,6 +117,7 @@ class Worker:
         job = self._claim("validating_files", "validating_files")
         if job is None:
             return False
+        hold_point("validation")
         error = self._validate_files(job)
         if error is not None:
             self._release(job.id, status="failed", error=error, finished_at=int(time.time()))
@@ -157,6 +159,7 @@ class Worker:
         job = self._claim("queued", "running")
         if job is None:
             return False
+        hold_point("claim")
         log.info("training %s", job.id)
         process = subprocess.Popen(
             [sys.executable, "-m", "tunehouse.jobs.runner", job.id],

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from ..cpu import native_bf16
 from ..data.render import Rendered
+from ..faults import hold_point
 
 # ---------------------------------------------------------------------------------------------------------
 # Config
@@ -208,6 +209,7 @@ def save_checkpoint(
     shutil.rmtree(staging, ignore_errors=True)
     # LoRA: adapter_model.safetensors + adapter_config.json (the LoRA weights only); full: the whole model
     model.save_pretrained(staging)
+    hold_point("checkpoint.write")
     if config.full:  # a whole model folder is only usable with its tokenizer beside it
         _copy_tokenizer(config.model_dir, staging)
     torch.save({"optimizer": optimizer.state_dict(), **position}, staging / STATE_FILE)
@@ -285,6 +287,8 @@ def run(
     warmup_steps = max(1, int(total_steps * config.warmup_ratio))
 
     position = {"step": 0, "epoch": 0, "batches_done": 0, "trained_tokens": 0}
+    for unfinished in (Path(config.output_dir) / "checkpoints").glob(".step-*.partial"):  # left by a crash
+        shutil.rmtree(unfinished, ignore_errors=True)
     checkpoint = latest_checkpoint(config.output_dir)
     if checkpoint is not None:
         position = load_checkpoint(model, optimizer, checkpoint)

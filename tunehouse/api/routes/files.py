@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 
 from ...data.jsonl import JSONL_EXPECTATION, check_jsonl_objects, summarize_problems
 from ...errors import InvalidRequest
+from ...faults import hold_point
 from ...protocol.common import new_id, now
 from ...protocol.files import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
 from ...store import files as file_store
@@ -47,6 +48,7 @@ async def create_file(request: Request, project: ProjectDep, services: ServicesD
         expires_at=expires_at,
         status="processed",
     )
+    hold_point("upload.stored")
     file_store.add_file(services.db, record)
     return file_store.to_wire(record)
 
