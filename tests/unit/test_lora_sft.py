@@ -113,3 +113,59 @@ def test_full_fine_tuning_trains_every_weight_and_resumes_exactly(tiny_model_dir
     again = AutoModelForCausalLM.from_pretrained(resumed.adapter_dir).state_dict()
     for name, tensor in tuned.items():
         torch.testing.assert_close(again[name], tensor, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_bf16_base_gives_the_fp32_loss_and_lora_gradients(tiny_model_dir, dataset, tmp_path, dropout):
+    """Frozen weights in bf16 (LoraOnBf16Base) against the plain fp32 PEFT model: same loss and LoRA
+    gradients up to bf16 rounding of the base products, and the same adapter names and files."""
+    from tunehouse.train.lora_sft import collate, load_model, loss_step
+
+    config = config_for(tiny_model_dir, tmp_path, lora_dropout=dropout)
+    results = {}
+    for bf16 in (False, True):
+        model = load_model(config, bf16=bf16)
+        for name, parameter in model.named_parameters():  # LoRA B starts at zero: give it values to check
+            if "lora_B" in name:
+                torch.manual_seed(hash(name) % 1000)
+                parameter.data.normal_(0, 0.05)
+        torch.manual_seed(7)  # the same dropout masks in both runs
+        loss, count, _ = loss_step(model, collate(dataset, [0, 1, 2, 3], model.config.pad_token_id))
+        (loss / count).backward()
+        results[bf16] = (float(loss / count), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+    (loss32, grads32), (loss16, grads16) = results[False], results[True]
+    assert grads16.keys() == grads32.keys() and any("lora_A" in name for name in grads16)
+    assert loss16 == pytest.approx(loss32, rel=2e-2)
+    for name, grad in grads32.items():
+        cosine = torch.nn.functional.cosine_similarity(grad.flatten(), grads16[name].flatten(), dim=0)
+        assert cosine > 0.95, name  # the tiny model's large random weights make bf16 rounding show
+
+
+@pytest.mark.parametrize("same_input", [True, False])
+def test_lora_on_bf16_base_function_matches_autograd_of_the_same_formula(same_input):
+    from tunehouse.train.lora_sft import LoraOnBf16Base
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 16, requires_grad=True)
+    x_lora = x if same_input else torch.nn.functional.dropout(x, 0.3)
+    weight = torch.randn(24, 16).to(torch.bfloat16)
+    a, b = torch.randn(4, 16, requires_grad=True), torch.randn(24, 4, requires_grad=True)
+    out = LoraOnBf16Base.apply(x, x_lora, weight, None, a, b, 0.5)
+    reference = (x.to(torch.bfloat16) @ weight.t()).float() + 0.5 * (x_lora @ a.t()) @ b.t()
+    upstream = torch.randn_like(reference)
+    grads = torch.autograd.grad((out * upstream).sum(), (x, a, b), retain_graph=True)
+    expected = torch.autograd.grad((reference * upstream).sum(), (x, a, b))
+    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-2, atol=1e-2)  # the base input gradient runs in bf16
+
+
+def test_a_batch_split_into_row_groups_gives_the_same_update(tiny_model_dir, dataset, tmp_path):
+    """micro_batch_tokens bounds memory only: one row at a time trains the weights a whole batch does."""
+    whole = run(config_for(tiny_model_dir, tmp_path / "whole", n_epochs=2, batch_size=3), dataset, None, Hooks())
+    rows = run(config_for(tiny_model_dir, tmp_path / "rows", n_epochs=2, batch_size=3, micro_batch_tokens=1),
+               dataset, None, Hooks())
+    expected, got = adapter_weights(whole.adapter_dir), adapter_weights(rows.adapter_dir)
+    assert whole.trained_tokens == rows.trained_tokens
+    for name, weight in expected.items():
+        torch.testing.assert_close(got[name], weight, rtol=1e-4, atol=1e-5)
