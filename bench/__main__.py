@@ -16,7 +16,9 @@ import transformers
 
 HERE = Path(__file__).resolve().parent
 RUNS = [
-    ("Training throughput (the recipe alone)", ["bench/recipe_throughput.py"]),
+    ("Training: tunehouse against TRL SFTTrainer + PEFT", ["bench/training_vs_trl.py"]),
+    ("Training: what each technique gives (the recipe alone)", ["bench/recipe_throughput.py"]),
+    ("End to end: one job through the API", ["bench/job_overhead.py"]),
     ("Quality with everything on auto", ["bench/structured_task.py"]),
     ("Serving (HTTP API vs transformers.generate)", ["bench/serving.py"]),
     ("Serving with int8 weights", ["bench/serving.py", "--int8"]),

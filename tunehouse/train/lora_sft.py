@@ -230,7 +230,8 @@ def split_rows(examples: list[Rendered], indices: list[int], max_tokens: int) ->
     """The batch's rows in groups whose padded size (rows x longest) stays within `max_tokens` (at least
     one row each): activation memory then depends on this budget, not on batch size x length."""
     width = max(len(examples[i].input_ids) for i in indices)
-    rows = max(1, max_tokens // width)
+    groups = math.ceil(len(indices) / max(1, max_tokens // width))
+    rows = math.ceil(len(indices) / groups)  # even groups: 4 + 4 rather than 5 + 3
     return [indices[start : start + rows] for start in range(0, len(indices), rows)]
 
 
