@@ -168,6 +168,7 @@ class Engine:
 
     def _step(self, base_dir: Path, sequences: list[_Sequence]) -> None:
         decoder = self._decoders[base_dir]
+        sequences.sort(key=lambda s: s.slot)  # consecutive slots: the decoder reads their cache without copying
         logits = decoder.decode(
             [s.slot for s in sequences], [s.next_token for s in sequences], [s.length for s in sequences],
             [s.adapter for s in sequences],

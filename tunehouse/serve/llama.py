@@ -160,7 +160,7 @@ class LlamaDecoder:
         positions = torch.tensor(lengths).unsqueeze(1)
         rotary = self._rotary(positions)
         slot_index = torch.tensor(slots)
-        span_groups = _span_groups(lengths, self.max_len)
+        span_groups = [(span, rows, _as_slice(slot_index[rows])) for span, rows in _span_groups(lengths, self.max_len)]
         x = self.embed[ids]
         for i in range(self.layers_n):
             x = self._block(i, x, positions, rotary, adapters, slots=slot_index, prefill_slot=None,
@@ -190,9 +190,9 @@ class LlamaDecoder:
             self.cache_k[i][slots, :, lengths] = k[:, :, 0]
             self.cache_v[i][slots, :, lengths] = v[:, :, 0]
             attended = torch.empty_like(q)
-            for span, rows in span_groups:
-                keys = self.cache_k[i][slots[rows], :, :span]
-                values = self.cache_v[i][slots[rows], :, :span]
+            for span, rows, cached in span_groups:
+                keys = self.cache_k[i][cached, :, :span]  # a view when the rows' slots are consecutive
+                values = self.cache_v[i][cached, :, :span]
                 mask = (torch.arange(span).unsqueeze(0) <= lengths[rows].unsqueeze(1)).view(len(rows), 1, 1, span)
                 attended[rows] = F.scaled_dot_product_attention(q[rows], keys, values, attn_mask=mask, enable_gqa=True)
         attended = attended.transpose(1, 2).reshape(batch, steps, self.heads * self.head_dim)
@@ -218,6 +218,14 @@ def _span_groups(lengths: list[int], max_len: int) -> list[tuple[int, torch.Tens
         span = min(max_len, -(-(length + 1) // SPAN_BUCKET) * SPAN_BUCKET)
         groups.setdefault(span, []).append(row)
     return [(span, torch.tensor(rows)) for span, rows in groups.items()]
+
+
+def _as_slice(slots: torch.Tensor) -> slice | torch.Tensor:
+    """Consecutive ascending slots as a slice (indexing the cache with it is a view, not a copy)."""
+    first = int(slots[0])
+    if torch.equal(slots, torch.arange(first, first + len(slots))):
+        return slice(first, first + len(slots))
+    return slots
 
 
 class _Projection:
