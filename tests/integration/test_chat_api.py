@@ -156,6 +156,10 @@ def test_deleting_a_fine_tuned_model(server, fine_tuned):
         ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi " * 3000}]}, 400, "messages",
          "context_length_exceeded"),
         ({"model": "gpt-4o-mini", "messages": []}, 400, "messages", None),
+        ({"model": "gpt-4o-mini", "messages": QUESTION, "n": 10**6}, 400, "n", None),
+        ({"model": "gpt-4o-mini", "messages": QUESTION, "max_tokens": 0}, 400, "max_tokens", None),
+        ({"model": "gpt-4o-mini", "messages": QUESTION, "max_tokens": -5}, 400, "max_tokens", None),
+        ({"model": "gpt-4o-mini", "messages": QUESTION, "stop": 42}, 400, "stop", None),
     ],
 )
 def test_bad_requests(server, body, status, param, code):

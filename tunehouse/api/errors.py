@@ -32,13 +32,21 @@ def validation_error(exc: RequestValidationError) -> InvalidRequest:
         loc = list(err.get("loc", ()))
         if loc and loc[0] in _LOCATIONS:
             loc = loc[1:]
-        param = ".".join(str(part) for part in loc) or None
+        param = ".".join(str(part) for part in loc if not _is_union_member_tag(part)) or None
         first_param = first_param or param
         message = err.get("msg", "invalid value")
         if err.get("type") == "missing":
             message = "is required"
         problems.append(f"'{param}': {message}" if param else message)
     return InvalidRequest("Invalid request: " + "; ".join(problems), param=first_param)
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "bytes"}
+
+
+def _is_union_member_tag(part) -> bool:
+    """pydantic names the union member that failed in `loc` (`stop.str`, `stop.list[str]`): not a field."""
+    return isinstance(part, str) and (part in _TYPE_TAGS or "[" in part or "(" in part)
 
 
 def install_error_handlers(app: FastAPI) -> None:
