@@ -99,6 +99,7 @@ def serve(
         worker_process = subprocess.Popen(
             [sys.executable, "-m", "tunehouse", "worker"], env=settings_env(settings), preexec_fn=die_with_parent
         )
+    sys.setswitchinterval(0.0005)  # the engine thread and the event loop share the GIL: hand it over sooner
     try:
         uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
     finally:
