@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from ..cpu import native_bf16
 from .render import render_example
 from .validate import DatasetReport
 
-CPU_TRAINING_TOKENS_PER_SECOND = 600.0
-"""Rough LoRA training throughput of the default model on a 2-core CPU, for time estimates only."""
+def cpu_training_tokens_per_second() -> float:
+    """Rough LoRA training throughput of the default model on a 2-core CPU (`make bench`), for estimates:
+    ~530 tokens/s with native bf16, ~350 in fp32."""
+    return 530.0 if native_bf16() else 350.0
 
 
 def auto_epochs(n_examples: int) -> int:
@@ -49,7 +52,7 @@ def compute_stats(
     *,
     context_length: int,
     n_epochs: int | None = None,
-    tokens_per_second: float = CPU_TRAINING_TOKENS_PER_SECOND,
+    tokens_per_second: float | None = None,
 ) -> DatasetStats:
     """Statistics of a valid dataset (`report.ok`)."""
     lengths = []
@@ -75,5 +78,5 @@ def compute_stats(
         examples_over_context=over,
         n_epochs=epochs,
         billable_tokens=billable,
-        estimated_seconds=round(billable / tokens_per_second, 1),
+        estimated_seconds=round(billable / (tokens_per_second or cpu_training_tokens_per_second()), 1),
     )
