@@ -200,7 +200,7 @@ def test_limits_answer_429_with_retry_after_and_413(server_factory):
                             TUNEHOUSE_MAX_REQUEST_BYTES="20000")
     url = f"{server.base_url}/chat/completions"
     long = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Write a very long story."}],
-            "max_tokens": 150}
+            "max_tokens": 150, "logit_bias": {"0": -100, "1": -100, "2": -100}}  # no early end: all 150 tokens
     assert httpx.post(url, json={**long, "max_tokens": 1}, timeout=120).status_code == 200  # model loaded
     threads = [threading.Thread(target=httpx.post, args=(url,), kwargs={"json": long, "timeout": 300})
                for _ in range(2)]
