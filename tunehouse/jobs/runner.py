@@ -37,6 +37,7 @@ from .service import add_event, drop_metrics_after
 
 log = logging.getLogger("tunehouse.runner")
 MAX_SEQ_LEN = 2048
+STARTED = "Fine-tuning job started"
 
 
 def job_dir(settings: Settings, job_id: str) -> Path:
@@ -78,11 +79,11 @@ def run_job(services: Services, job_id: str) -> None:
     if resumed_from is not None:
         drop_metrics_after(db, job_id, int(resumed_from.name.split("-")[-1]))
         _record_unrecorded_checkpoints(services, job, output_dir)
-    elif _has_event(services, job_id, "Fine-tuning job started"):  # stopped before its first checkpoint
+    elif _has_event(services, job_id, STARTED):  # it stopped before its first checkpoint
         drop_metrics_after(db, job_id, 0)
         log_event("The job stopped before its first checkpoint; training starts again from the beginning", "warn")
     else:
-        log_event("Fine-tuning job started")
+        log_event(STARTED)
     hooks = Hooks(
         on_metrics=lambda metrics: _on_metrics(services, job, metrics),
         on_message=lambda level, text: log_event(text, level),
