@@ -10,35 +10,16 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import torch
+from server import ROOT, running_server
 
 from tunehouse.cpu import native_bf16
 
-ROOT = Path(__file__).resolve().parent.parent
 PROMPT = [{"role": "user", "content": "Write a long story about a dragon who learns to cook."}]
-
-
-def start_server(data_dir: Path, port: int, int8: bool) -> subprocess.Popen:
-    env = dict(os.environ, TUNEHOUSE_MODEL_CACHE_DIR=str(ROOT / ".cache" / "models"),
-               TUNEHOUSE_SERVE_PRECISION="int8" if int8 else "auto")
-    process = subprocess.Popen([sys.executable, "-m", "tunehouse", "serve", "--no-worker", "--port", str(port),
-                                "--data-dir", str(data_dir)], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError("server did not start")
 
 
 def baseline(tokens: int) -> tuple[float, float]:
@@ -74,34 +55,30 @@ def main() -> None:
 
     hf_single, hf_batch = baseline(args.tokens)
     print(f"transformers.generate (fp32): one stream {hf_single:.1f} tokens/s, batch of 32 {hf_batch:.0f} tokens/s")
-    port = 8765
-    with tempfile.TemporaryDirectory() as data_dir:
-        server = start_server(Path(data_dir), port, args.int8)
-        try:
-            client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="bench", max_retries=0)
-            ask = lambda: client.chat.completions.create(  # noqa: E731
-                model="gpt-4o-mini", messages=PROMPT, max_tokens=args.tokens, temperature=0.8, seed=1)
-            ask()  # load the model
-            started = time.perf_counter()
-            first = None
-            stream = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi!"}],
-                                                    max_tokens=8, stream=True)
-            for chunk in stream:
-                if first is None and chunk.choices and chunk.choices[0].delta.content:
-                    first = time.perf_counter() - started
-            started = time.perf_counter()
-            answer = ask()
-            single = answer.usage.completion_tokens / (time.perf_counter() - started)
-            started = time.perf_counter()
-            sequential = sum(ask().usage.completion_tokens for _ in range(8))
-            sequential_rate = sequential / (time.perf_counter() - started)
-            started = time.perf_counter()
-            with concurrent.futures.ThreadPoolExecutor(32) as pool:
-                answers = list(pool.map(lambda _: ask(), range(32)))
-            concurrent_rate = sum(a.usage.completion_tokens for a in answers) / (time.perf_counter() - started)
-        finally:
-            server.terminate()
-            server.wait()
+    precision = "int8" if args.int8 else "auto"
+    with tempfile.TemporaryDirectory() as data_dir, \
+            running_server(Path(data_dir), worker=False, TUNEHOUSE_SERVE_PRECISION=precision) as base_url:
+        client = OpenAI(base_url=base_url, api_key="bench", max_retries=0)
+        ask = lambda: client.chat.completions.create(  # noqa: E731
+            model="gpt-4o-mini", messages=PROMPT, max_tokens=args.tokens, temperature=0.8, seed=1)
+        ask()  # load the model
+        started = time.perf_counter()
+        first = None
+        stream = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi!"}],
+                                                max_tokens=8, stream=True)
+        for chunk in stream:
+            if first is None and chunk.choices and chunk.choices[0].delta.content:
+                first = time.perf_counter() - started
+        started = time.perf_counter()
+        answer = ask()
+        single = answer.usage.completion_tokens / (time.perf_counter() - started)
+        started = time.perf_counter()
+        sequential = sum(ask().usage.completion_tokens for _ in range(8))
+        sequential_rate = sequential / (time.perf_counter() - started)
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            answers = list(pool.map(lambda _: ask(), range(32)))
+        concurrent_rate = sum(a.usage.completion_tokens for a in answers) / (time.perf_counter() - started)
     mode = "int8 weights" if args.int8 else "bf16 matrix products" if native_bf16() else "fp32"
     print(f"tunehouse ({mode}): time to first token {first * 1000:.0f} ms, one stream {single:.1f} tokens/s, "
           f"one after another {sequential_rate:.1f} tokens/s, 32 concurrent clients {concurrent_rate:.0f} tokens/s "

@@ -165,9 +165,7 @@ def matmul_peak(dtype_name: str, seconds: float = 3.0) -> float:
 
 
 def flops_per_token(model_dir: str, loss_fraction: float) -> float:
-    import json as json_module
-
-    config = json_module.loads((Path(model_dir) / "config.json").read_text())
+    config = json.loads((Path(model_dir) / "config.json").read_text())
     hidden, layers, inter = config["hidden_size"], config["num_hidden_layers"], config["intermediate_size"]
     heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
     head_dim = hidden // heads

@@ -455,8 +455,8 @@ async function filesPage(selectedId) {
       event.stopPropagation();
       if (!confirm(`Delete ${f.filename}?`)) return;
       await api(`/files/${f.id}`, { method: "DELETE" });
-      location.hash = "#/files";
-      route();
+      if (location.hash === "#/files") route();
+      else location.hash = "#/files";  // the hashchange renders the page once
     } }, "Delete"))))
     : [h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No datasets uploaded yet."))]));
   if (selectedId) await fileReport(selectedId, report);
