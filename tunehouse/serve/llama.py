@@ -91,8 +91,10 @@ class LlamaDecoder:
         angles = torch.cat([angles, angles], dim=-1)  # (max_len, head_dim), as transformers lays it out
         self.cos, self.sin = angles.cos().to(dtype), angles.sin().to(dtype)
         shape = (slots, self.kv_heads, self.max_len, self.head_dim)
-        self.cache_k = [torch.zeros(shape, dtype=dtype) for _ in range(self.layers_n)]
-        self.cache_v = [torch.zeros(shape, dtype=dtype) for _ in range(self.layers_n)]
+        # with bf16 products the cache and attention are bf16 too: attention reads the whole cache every step
+        self.cache_dtype = torch.bfloat16 if bf16_matmul and not int8 else dtype
+        self.cache_k = [torch.zeros(shape, dtype=self.cache_dtype) for _ in range(self.layers_n)]
+        self.cache_v = [torch.zeros(shape, dtype=self.cache_dtype) for _ in range(self.layers_n)]
 
     # --- adapters -----------------------------------------------------------------------------------------
 
@@ -180,7 +182,8 @@ class LlamaDecoder:
         q = q.reshape(batch, steps, self.heads, self.head_dim).transpose(1, 2)
         k = k.reshape(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
         v = v.reshape(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
-        q, k = self._rotate(q, *rotary), self._rotate(k, *rotary)
+        q, k = self._rotate(q, *rotary).to(self.cache_dtype), self._rotate(k, *rotary).to(self.cache_dtype)
+        v = v.to(self.cache_dtype)
         if prefill_slot is not None:  # (1, kvh, T, d) written at positions 0..T-1
             self.cache_k[i][prefill_slot, :, :steps] = k[0]
             self.cache_v[i][prefill_slot, :, :steps] = v[0]
@@ -189,12 +192,15 @@ class LlamaDecoder:
             lengths = positions[:, 0]
             self.cache_k[i][slots, :, lengths] = k[:, :, 0]
             self.cache_v[i][slots, :, lengths] = v[:, :, 0]
-            attended = torch.empty_like(q)
+            # the query heads that share a key/value head become that head's queries: (B, kv_heads, group, d)
+            grouped = q.reshape(batch, self.kv_heads, self.heads // self.kv_heads, self.head_dim)
+            attended = torch.empty_like(grouped)
             for span, rows, cached in span_groups:
                 keys = self.cache_k[i][cached, :, :span]  # a view when the rows' slots are consecutive
                 values = self.cache_v[i][cached, :, :span]
                 mask = (torch.arange(span).unsqueeze(0) <= lengths[rows].unsqueeze(1)).view(len(rows), 1, 1, span)
-                attended[rows] = F.scaled_dot_product_attention(q[rows], keys, values, attn_mask=mask, enable_gqa=True)
+                attended[rows] = F.scaled_dot_product_attention(grouped[rows], keys, values, attn_mask=mask)
+            attended = attended.view(batch, self.heads, 1, self.head_dim)
         attended = attended.transpose(1, 2).reshape(batch, steps, self.heads * self.head_dim)
         (attention_out,) = self._linear(attended, i, "o_proj", ("o_proj",), adapters)
         x = x + attention_out
@@ -247,7 +253,11 @@ class _Projection:
             self.packed = torch.ops.quantized.linear_prepack(quantized, None)
             self.weight = None
         elif self.bf16:
-            self.weight = weight.to(torch.bfloat16)
+            # oneDNN's blocked layout, once: a plain bf16 weight is re-laid out at every call, which costs
+            # as much as the product itself for the few rows of a decoding step
+            self.weight = weight.to(torch.bfloat16).contiguous()
+            if torch.backends.mkldnn.is_available():
+                self.weight = torch.ops.mkldnn._reorder_linear_weight(self.weight, None)
 
     @classmethod
     def fused(cls, parts: list[tuple[torch.Tensor, torch.Tensor | None]], int8: bool, bf16: bool = False) -> _Projection:
@@ -258,7 +268,12 @@ class _Projection:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.bf16:  # bf16 products, the rest of the model (residual stream, attention) in fp32
-            out = F.linear(x.to(torch.bfloat16), self.weight).float()
+            flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+            if self.weight.is_mkldnn:
+                out = torch.ops.mkldnn._linear_pointwise(flat, self.weight, None, "none", [], "")
+            else:
+                out = F.linear(flat, self.weight)
+            out = out.view(*x.shape[:-1], self.out_features).float()
             return out if self.bias is None else out + self.bias
         if self.packed is None:
             return F.linear(x, self.weight, self.bias)
