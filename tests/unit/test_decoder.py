@@ -32,7 +32,7 @@ def reference(model, prompt: list[int], steps: int) -> list[int]:
 def ours(decoder: LlamaDecoder, prompts: list[list[int]], adapters: list, steps: int) -> list[list[int]]:
     tokens, lengths, outputs = [], [], []
     for slot, (prompt, adapter) in enumerate(zip(prompts, adapters)):
-        tokens.append(int(decoder.prefill(slot, prompt, adapter).argmax()))
+        tokens.append(int(decoder.prefill([slot], [prompt], [adapter])[0].argmax()))
         lengths.append(len(prompt))
         outputs.append([tokens[-1]])
     for _ in range(steps - 1):
@@ -77,15 +77,17 @@ def test_sampling_is_repeatable_with_a_seed_and_honours_its_controls():
 
 
 def test_with_bf16_products_a_rows_logits_do_not_depend_on_the_rest_of_the_batch(default_model_dir, tokenizer):
-    """Bit for bit, on the real model's shapes (oneDNN's bf16 kernels compute each row alike at any batch
-    size; fp32 goes through MKL, whose one-row and many-row kernels round differently in the last bits)."""
-    decoder = LlamaDecoder(default_model_dir, slots=4, max_len=256, bf16_matmul=True)
+    """Bit for bit, on the real model's shapes, for prompts run together and for decoding steps (oneDNN's
+    bf16 kernels compute each row alike up to 32 rows, and longer products go in chunks of 32 rows; fp32 goes
+    through MKL, whose one-row and many-row kernels round differently in the last bits)."""
+    decoder = LlamaDecoder(default_model_dir, slots=8, max_len=256, bf16_matmul=True)
     prompts = [render_chat([{"role": "user", "content": "hi " * n}], tokenizer, add_generation_prompt=True).input_ids
-               for n in (1, 40, 90, 7)]  # lengths in different attention buckets
-    for slot, prompt in enumerate(prompts):
-        decoder.prefill(slot, prompt, None)
+               for n in (1, 40, 90, 7)]  # lengths in different attention buckets, padded together
+    first_together = decoder.prefill([0, 1, 2, 3], prompts, [None] * 4)
     lengths = [len(p) for p in prompts]
     together = decoder.decode([0, 1, 2, 3], [5, 6, 7, 8], lengths, [None] * 4)
-    for slot in range(4):
-        alone = decoder.decode([slot], [5 + slot], [lengths[slot]], [None])
-        assert torch.equal(alone[0], together[slot])
+    for row, prompt in enumerate(prompts):
+        first_alone = decoder.prefill([4 + row], [prompt], [None])
+        alone = decoder.decode([4 + row], [5 + row], [lengths[row]], [None])
+        assert torch.equal(first_alone[0], first_together[row])
+        assert torch.equal(alone[0], together[row])

@@ -26,6 +26,9 @@ from .llama import Adapter, LlamaDecoder
 
 log = logging.getLogger("tunehouse.engine")
 
+PREFILL_TOKENS = 4096
+"""Prompt tokens run together in one admission round at most (one long prompt may exceed it alone)."""
+
 
 @dataclass
 class SamplingParams:
@@ -134,7 +137,7 @@ class Engine:
                     pending.append(self._waiting.get_nowait())
                 except queue.Empty:
                     break
-            still_waiting = deque(request for request in pending if not self._admit(request))
+            still_waiting = self._admit(pending)
             with self._count_lock:
                 self._not_started -= len(pending) - len(still_waiting)
             pending = still_waiting
@@ -142,29 +145,52 @@ class Engine:
                 if sequences:
                     self._step(base_dir, sequences)
 
-    def _admit(self, request: GenerationRequest) -> bool:
-        """Start a request in a free slot. False when every slot of its model is busy (it waits)."""
-        if request.cancelled.is_set():
-            return True
+    def _admit(self, pending: deque[GenerationRequest]) -> deque[GenerationRequest]:
+        """Start waiting requests in free slots, their prompts run together; returns those that must wait.
+
+        A round's prompts are capped at PREFILL_TOKENS so that sequences already decoding are not held up
+        for long; the rest start at the next round."""
+        still_waiting: deque[GenerationRequest] = deque()
+        starting: dict[Path, list[tuple[GenerationRequest, int, Adapter | None]]] = {}
+        prompt_tokens = 0
+        for request in pending:
+            if request.cancelled.is_set():
+                continue
+            try:
+                decoder = self._decoder(request.base_dir)
+                free = self._free_slots[request.base_dir]
+                if not free or (prompt_tokens and prompt_tokens + len(request.prompt_ids) > PREFILL_TOKENS):
+                    still_waiting.append(request)
+                    continue
+                adapter = self._adapter(decoder, request.adapter_dir) if request.adapter_dir else None
+            except Exception as exc:  # a bad adapter or model fails its request, never the engine
+                log.exception("could not start a generation")
+                request.emit(exc)
+                continue
+            starting.setdefault(request.base_dir, []).append((request, free.pop(), adapter))
+            prompt_tokens += len(request.prompt_ids)
+        for base_dir, group in starting.items():
+            self._start(self._decoders[base_dir], group)
+        return still_waiting
+
+    def _start(self, decoder: LlamaDecoder, group: list[tuple[GenerationRequest, int, Adapter | None]]) -> None:
+        requests, slots, adapters = zip(*group)
         try:
-            decoder = self._decoder(request.base_dir)
-            free = self._free_slots[request.base_dir]
-            if not free:
-                return False
-            adapter = self._adapter(decoder, request.adapter_dir) if request.adapter_dir else None
-            slot = free.pop()
-            logits = decoder.prefill(slot, request.prompt_ids, adapter)
-        except Exception as exc:  # a bad adapter or model fails its request, never the engine
+            logits = decoder.prefill(list(slots), [request.prompt_ids for request in requests], list(adapters))
+        except Exception as exc:
             log.exception("could not start a generation")
-            request.emit(exc)
-            return True
-        generator = None
-        if request.params.seed is not None:
-            generator = torch.Generator().manual_seed(request.params.seed)
-        sequence = _Sequence(request, slot, adapter, length=len(request.prompt_ids), next_token=-1, generator=generator)
-        self._active[request.base_dir].append(sequence)
-        self._accept(decoder, sequence, logits)
-        return True
+            for request, slot, _ in group:
+                request.emit(exc)
+                self._free_slots[request.base_dir].append(slot)
+            return
+        for (request, slot, adapter), row in zip(group, logits):
+            generator = None
+            if request.params.seed is not None:
+                generator = torch.Generator().manual_seed(request.params.seed)
+            sequence = _Sequence(request, slot, adapter, length=len(request.prompt_ids), next_token=-1,
+                                 generator=generator)
+            self._active[request.base_dir].append(sequence)
+            self._accept(decoder, sequence, row)
 
     def _step(self, base_dir: Path, sequences: list[_Sequence]) -> None:
         decoder = self._decoders[base_dir]

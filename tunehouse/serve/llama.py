@@ -127,11 +127,12 @@ class LlamaDecoder:
         for rows in groups.values():
             adapter = adapters[rows[0]]
             index = torch.tensor(rows)
+            rows_in = x[index].to(self.dtype)  # attention's output is bf16 with a bf16 cache
             for part, proj in enumerate(parts):
                 if (layer, proj) not in adapter.weights:
                     continue
                 lora_a, lora_b = adapter.weights[(layer, proj)]
-                outputs[part][index] += F.linear(F.linear(x[index], lora_a), lora_b) * adapter.scale
+                outputs[part][index] += F.linear(F.linear(rows_in, lora_a), lora_b) * adapter.scale
         return outputs
 
     def _rms_norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -144,16 +145,23 @@ class LlamaDecoder:
         return x * cos + rotated * sin
 
     @torch.inference_mode()
-    def prefill(self, slot: int, tokens: list[int], adapter: Adapter | None) -> torch.Tensor:
-        """Run a prompt into `slot`'s cache; returns the logits (vocab,) for the next token (float32)."""
-        ids = torch.tensor([tokens])
-        positions = torch.arange(len(tokens)).unsqueeze(0)
+    def prefill(self, slots: list[int], prompts: list[list[int]], adapters: list[Adapter | None]) -> torch.Tensor:
+        """Run prompts into their slots' caches in one batch; returns (B, vocab) logits for each next token.
+
+        Shorter prompts are padded on the right: causal attention keeps the padding out of the real
+        positions, and whatever the padding leaves in the cache past a prompt's end is overwritten by its
+        own tokens before decoding ever attends to it."""
+        steps = max(len(prompt) for prompt in prompts)
+        ids = torch.tensor([prompt + [0] * (steps - len(prompt)) for prompt in prompts])
+        positions = torch.arange(steps).unsqueeze(0)
         rotary = self._rotary(positions)
         x = self.embed[ids]
         for i in range(self.layers_n):
-            x = self._block(i, x, positions, rotary, [adapter], slots=None, prefill_slot=slot)
-        x = self._rms_norm(x[:, -1], self.norm)
-        return self.lm_head(x).float()[0]
+            x = self._block(i, x, positions, rotary, adapters, slots=None, prefill_slots=torch.tensor(slots),
+                            prompt_lengths=[len(prompt) for prompt in prompts])
+        last = torch.tensor([len(prompt) - 1 for prompt in prompts])
+        x = self._rms_norm(x[torch.arange(len(prompts)), last], self.norm)
+        return self.lm_head(x).float()
 
     @torch.inference_mode()
     def decode(self, slots: list[int], tokens: list[int], lengths: list[int], adapters: list[Adapter | None]) -> torch.Tensor:
@@ -165,7 +173,7 @@ class LlamaDecoder:
         span_groups = [(span, rows, _as_slice(slot_index[rows])) for span, rows in _span_groups(lengths, self.max_len)]
         x = self.embed[ids]
         for i in range(self.layers_n):
-            x = self._block(i, x, positions, rotary, adapters, slots=slot_index, prefill_slot=None,
+            x = self._block(i, x, positions, rotary, adapters, slots=slot_index, prefill_slots=None,
                             span_groups=span_groups)
         x = self._rms_norm(x[:, -1], self.norm)
         return self.lm_head(x).float()
@@ -174,7 +182,7 @@ class LlamaDecoder:
         """cos and sin at `positions`, shaped (B, 1, T, head_dim) to broadcast over heads; once per forward."""
         return self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
 
-    def _block(self, i, x, positions, rotary, adapters, *, slots, prefill_slot, span_groups=()) -> torch.Tensor:
+    def _block(self, i, x, positions, rotary, adapters, *, slots, prefill_slots, prompt_lengths=(), span_groups=()) -> torch.Tensor:
         layer = self.layers[i]
         batch, steps, _ = x.shape
         h = self._rms_norm(x, layer["input_norm"])
@@ -184,10 +192,14 @@ class LlamaDecoder:
         v = v.reshape(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
         q, k = self._rotate(q, *rotary).to(self.cache_dtype), self._rotate(k, *rotary).to(self.cache_dtype)
         v = v.to(self.cache_dtype)
-        if prefill_slot is not None:  # (1, kvh, T, d) written at positions 0..T-1
-            self.cache_k[i][prefill_slot, :, :steps] = k[0]
-            self.cache_v[i][prefill_slot, :, :steps] = v[0]
-            attended = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        if prefill_slots is not None:  # (B, kvh, T, d) written at positions 0..T-1
+            self.cache_k[i][prefill_slots, :, :steps] = k
+            self.cache_v[i][prefill_slots, :, :steps] = v
+            attended = torch.zeros_like(q)
+            for row, length in enumerate(prompt_lengths):  # each on its own length: padding changes the rounding
+                attended[row, :, :length] = F.scaled_dot_product_attention(
+                    q[row:row + 1, :, :length], k[row:row + 1, :, :length], v[row:row + 1, :, :length],
+                    is_causal=True, enable_gqa=True)[0]
         else:  # one new token per row, at its own position
             lengths = positions[:, 0]
             self.cache_k[i][slots, :, lengths] = k[:, :, 0]
@@ -234,6 +246,12 @@ def _as_slice(slots: torch.Tensor) -> slice | torch.Tensor:
     return slots
 
 
+ROW_INVARIANT_ROWS = 32
+"""oneDNN's bf16 kernels compute each row of a product alike for up to this many rows; past it they block
+the work differently and round differently. Products over more rows (a prompt, several prompts) go in
+chunks of this size, so a sequence's numbers never depend on what it was batched with."""
+
+
 class _Projection:
     """`x @ W.T + b`, with W either as loaded or int8 per output channel (fbgemm's dynamic int8 kernel)."""
 
@@ -269,10 +287,10 @@ class _Projection:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.bf16:  # bf16 products, the rest of the model (residual stream, attention) in fp32
             flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
-            if self.weight.is_mkldnn:
-                out = torch.ops.mkldnn._linear_pointwise(flat, self.weight, None, "none", [], "")
+            if flat.shape[0] > ROW_INVARIANT_ROWS:
+                out = torch.cat([self._bf16_product(rows) for rows in flat.split(ROW_INVARIANT_ROWS)])
             else:
-                out = F.linear(flat, self.weight)
+                out = self._bf16_product(flat)
             out = out.view(*x.shape[:-1], self.out_features).float()
             return out if self.bias is None else out + self.bias
         if self.packed is None:
@@ -280,6 +298,12 @@ class _Projection:
         flat = x.reshape(-1, x.shape[-1]).float()
         out = torch.ops.quantized.linear_dynamic(flat, self.packed, False).view(*x.shape[:-1], self.out_features)
         return out if self.bias is None else out + self.bias
+
+
+    def _bf16_product(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.weight.is_mkldnn:
+            return torch.ops.mkldnn._linear_pointwise(rows, self.weight, None, "none", [], "")
+        return F.linear(rows, self.weight)
 
 
 def _load_weights(model_dir: Path) -> dict[str, torch.Tensor]:
