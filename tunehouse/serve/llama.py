@@ -89,12 +89,12 @@ class LlamaDecoder:
         inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim))
         angles = torch.outer(torch.arange(self.max_len, dtype=torch.float32), inv_freq)
         angles = torch.cat([angles, angles], dim=-1)  # (max_len, head_dim), as transformers lays it out
-        self.cos, self.sin = angles.cos().to(dtype), angles.sin().to(dtype)
         shape = (slots, self.kv_heads, self.max_len, self.head_dim)
         # with bf16 products the cache and attention are bf16 too: attention reads the whole cache every step
         self.cache_dtype = torch.bfloat16 if bf16_matmul and not int8 else dtype
         self.cache_k = [torch.zeros(shape, dtype=self.cache_dtype) for _ in range(self.layers_n)]
         self.cache_v = [torch.zeros(shape, dtype=self.cache_dtype) for _ in range(self.layers_n)]
+        self.cos, self.sin = angles.cos().to(self.cache_dtype), angles.sin().to(self.cache_dtype)
 
     # --- adapters -----------------------------------------------------------------------------------------
 
@@ -298,7 +298,9 @@ class _Projection:
                 out = torch.cat([self._bf16_product(rows) for rows in flat.split(ROW_INVARIANT_ROWS)])
             else:
                 out = self._bf16_product(flat)
-            out = out.view(*x.shape[:-1], self.out_features).float()
+            # left in bf16: what reads it next (rotation, cache, SiLU, the next product) is bf16 too, and the
+            # fp32 residual stream widens it as it adds
+            out = out.view(*x.shape[:-1], self.out_features)
             return out if self.bias is None else out + self.bias
         if self.packed is None:
             return F.linear(x, self.weight, self.bias)
