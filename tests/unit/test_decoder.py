@@ -80,14 +80,16 @@ def test_with_bf16_products_a_rows_logits_do_not_depend_on_the_rest_of_the_batch
     """Bit for bit, on the real model's shapes, for prompts run together and for decoding steps (oneDNN's
     bf16 kernels compute each row alike up to 32 rows, and longer products go in chunks of 32 rows; fp32 goes
     through MKL, whose one-row and many-row kernels round differently in the last bits)."""
-    decoder = LlamaDecoder(default_model_dir, slots=8, max_len=256, bf16_matmul=True)
+    decoder = LlamaDecoder(default_model_dir, slots=10, max_len=256, bf16_matmul=True)
     prompts = [render_chat([{"role": "user", "content": "hi " * n}], tokenizer, add_generation_prompt=True).input_ids
                for n in (1, 40, 90, 7)]  # lengths in different attention buckets, padded together
-    first_together = decoder.prefill([0, 1, 2, 3], prompts, [None] * 4)
+    prompts.append(prompts[3][:-5] + [tokenizer.convert_tokens_to_ids("yes")] + prompts[3][-4:])  # same length
+    rows = len(prompts)
+    first_together = decoder.prefill(list(range(rows)), prompts, [None] * rows)
     lengths = [len(p) for p in prompts]
-    together = decoder.decode([0, 1, 2, 3], [5, 6, 7, 8], lengths, [None] * 4)
+    together = decoder.decode(list(range(rows)), [5 + row for row in range(rows)], lengths, [None] * rows)
     for row, prompt in enumerate(prompts):
-        first_alone = decoder.prefill([4 + row], [prompt], [None])
-        alone = decoder.decode([4 + row], [5 + row], [lengths[row]], [None])
+        first_alone = decoder.prefill([rows + row], [prompt], [None])
+        alone = decoder.decode([rows + row], [5 + row], [lengths[row]], [None])
         assert torch.equal(first_alone[0], first_together[row])
         assert torch.equal(alone[0], together[row])

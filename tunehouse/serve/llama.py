@@ -204,10 +204,9 @@ class LlamaDecoder:
             self.cache_k[i][prefill_slots, :, :steps] = k
             self.cache_v[i][prefill_slots, :, :steps] = v
             attended = torch.zeros_like(q)
-            for row, length in enumerate(prompt_lengths):  # each on its own length: padding changes the rounding
-                attended[row, :, :length] = F.scaled_dot_product_attention(
-                    q[row:row + 1, :, :length], k[row:row + 1, :, :length], v[row:row + 1, :, :length],
-                    is_causal=True, enable_gqa=True)[0]
+            for length, rows in _rows_by_length(prompt_lengths):  # on their own length: padding changes rounding
+                attended[rows, :, :length] = F.scaled_dot_product_attention(
+                    q[rows, :, :length], k[rows, :, :length], v[rows, :, :length], is_causal=True, enable_gqa=True)
         else:  # one new token per row, at its own position
             lengths = positions[:, 0]
             self.cache_k[i][slots, :, lengths] = k[:, :, 0]
@@ -243,6 +242,13 @@ def _span_groups(lengths: list[int], max_len: int) -> list[tuple[int, torch.Tens
         span = min(max_len, -(-(length + 1) // SPAN_BUCKET) * SPAN_BUCKET)
         groups.setdefault(span, []).append(row)
     return [(span, torch.tensor(rows)) for span, rows in groups.items()]
+
+
+def _rows_by_length(lengths: list[int]) -> list[tuple[int, torch.Tensor]]:
+    groups: dict[int, list[int]] = {}
+    for row, length in enumerate(lengths):
+        groups.setdefault(length, []).append(row)
+    return [(length, torch.tensor(rows)) for length, rows in groups.items()]
 
 
 def _as_slice(slots: torch.Tensor) -> slice | torch.Tensor:
