@@ -155,10 +155,12 @@ class LlamaDecoder:
         ids = torch.tensor([prompt + [0] * (steps - len(prompt)) for prompt in prompts])
         positions = torch.arange(steps).unsqueeze(0)
         rotary = self._rotary(positions)
+        slot_index = torch.tensor(slots)
+        length_groups = _rows_by([len(prompt) for prompt in prompts])
         x = self.embed[ids]
         for i in range(self.layers_n):
-            x = self._block(i, x, positions, rotary, adapters, slots=None, prefill_slots=torch.tensor(slots),
-                            prompt_lengths=[len(prompt) for prompt in prompts])
+            x = self._block(i, x, positions, rotary, adapters, slots=None, prefill_slots=slot_index,
+                            length_groups=length_groups)
         last = torch.tensor([len(prompt) - 1 for prompt in prompts])
         x = self._rms_norm(x[torch.arange(len(prompts)), last], self.norm)
         return self.lm_head(x).float()
@@ -190,7 +192,8 @@ class LlamaDecoder:
         """cos and sin at `positions`, shaped (B, 1, T, head_dim) to broadcast over heads; once per forward."""
         return self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
 
-    def _block(self, i, x, positions, rotary, adapters, *, slots, prefill_slots, prompt_lengths=(), span_groups=()) -> torch.Tensor:
+    def _block(self, i, x, positions, rotary, adapters, *, slots, prefill_slots, length_groups=(),
+               span_groups=()) -> torch.Tensor:
         layer = self.layers[i]
         batch, steps, _ = x.shape
         h = self._rms_norm(x, layer["input_norm"])
@@ -204,7 +207,7 @@ class LlamaDecoder:
             self.cache_k[i][prefill_slots, :, :steps] = k
             self.cache_v[i][prefill_slots, :, :steps] = v
             attended = torch.zeros_like(q)
-            for length, rows in _rows_by_length(prompt_lengths):  # on their own length: padding changes rounding
+            for length, rows in length_groups:  # prompts on their own length: padding would change the rounding
                 attended[rows, :, :length] = F.scaled_dot_product_attention(
                     q[rows, :, :length], k[rows, :, :length], v[rows, :, :length], is_causal=True, enable_gqa=True)
         else:  # one new token per row, at its own position
@@ -237,18 +240,15 @@ def _span_groups(lengths: list[int], max_len: int) -> list[tuple[int, torch.Tens
     A row's attention then has the same shape whatever else is in the batch, so its result (and the answer)
     is the same batched or alone, not merely close; one attention call per bucket keeps the batching.
     """
-    groups: dict[int, list[int]] = {}
-    for row, length in enumerate(lengths):
-        span = min(max_len, -(-(length + 1) // SPAN_BUCKET) * SPAN_BUCKET)
-        groups.setdefault(span, []).append(row)
-    return [(span, torch.tensor(rows)) for span, rows in groups.items()]
+    return _rows_by([min(max_len, -(-(length + 1) // SPAN_BUCKET) * SPAN_BUCKET) for length in lengths])
 
 
-def _rows_by_length(lengths: list[int]) -> list[tuple[int, torch.Tensor]]:
+def _rows_by(keys: list[int]) -> list[tuple[int, torch.Tensor]]:
+    """(key, the rows with that key) for each distinct key, in order of first appearance."""
     groups: dict[int, list[int]] = {}
-    for row, length in enumerate(lengths):
-        groups.setdefault(length, []).append(row)
-    return [(length, torch.tensor(rows)) for length, rows in groups.items()]
+    for row, key in enumerate(keys):
+        groups.setdefault(key, []).append(row)
+    return [(key, torch.tensor(rows)) for key, rows in groups.items()]
 
 
 def _as_slice(slots: torch.Tensor) -> slice | torch.Tensor:
