@@ -49,18 +49,24 @@ class Api:
         except httpx.HTTPError as exc:
             err_console.print(f"[red]error:[/red] cannot reach {self.http.base_url}: {exc}")
             raise typer.Exit(1) from None
-        if response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-                message = error["message"] + (f" (param: {error['param']})" if error.get("param") else "")
-            except (ValueError, KeyError, TypeError):
-                message = response.text[:500]
-            err_console.print(f"[red]error {response.status_code}:[/red] {message}")
-            raise typer.Exit(1)
+        _fail_on_error(response)
         return response
 
     def json(self, method: str, path: str, **kwargs) -> dict:
         return self.request(method, path, **kwargs).json()
+
+
+def _fail_on_error(response: httpx.Response) -> None:
+    """An error answer (its body already read) as one line on stderr, then exit code 1."""
+    if response.status_code < 400:
+        return
+    try:
+        error = response.json()["error"]
+        message = error["message"] + (f" (param: {error['param']})" if error.get("param") else "")
+    except (ValueError, KeyError, TypeError):
+        message = response.text[:500]
+    err_console.print(f"[red]error {response.status_code}:[/red] {message}")
+    raise typer.Exit(1)
 
 
 def _show(data: dict | list, as_json: bool, columns: list[str] | None = None, title: str | None = None) -> None:
@@ -286,7 +292,7 @@ def chat(
         with api.http.stream("POST", "/chat/completions", json=body) as response:
             if response.status_code >= 400:
                 response.read()
-                api.request("POST", "/chat/completions", json={**body, "stream": False})  # prints the error
+                _fail_on_error(response)
             for raw in response.iter_lines():
                 if not raw.startswith("data: ") or raw == "data: [DONE]":
                     continue

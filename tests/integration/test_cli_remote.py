@@ -48,3 +48,5 @@ def test_files_jobs_models_and_chat_from_the_terminal(server, tmp_path):
     assert missing.returncode == 1 and "No such File object: file-nope" in missing.stderr
     failed = cli(server, "jobs", "create", "-t", uploaded["id"], "--model", "nope")
     assert failed.returncode == 1 and "Available models" in failed.stderr
+    no_model = cli(server, "chat", "ft:nope", stdin="Hi\n\n")  # the streamed request's own error, sent once
+    assert no_model.returncode == 1 and "error 404" in no_model.stderr and "ft:nope" in no_model.stderr
