@@ -146,7 +146,17 @@ def _on_metrics(services: Services, job: Job, metrics: dict) -> None:
 def _on_checkpoint(services: Services, job: Job, step: int, path: Path, metrics: dict) -> None:
     hold_point("checkpoint.record")  # the folder is complete, its row not yet written
     with services.db.session() as session:
-        _add_checkpoint_row(session, services, job, step, path, metrics)
+        session.add(
+            JobCheckpoint(
+                id=new_id("ftckpt_"),
+                job_id=job.id,
+                created_at=int(time.time()),
+                step_number=step,
+                metrics=metrics,
+                model_name=f"{job.output_model}:ckpt-step-{step}",
+                path=str(path.relative_to(services.settings.data_dir)),
+            )
+        )
         # the recipe keeps the last three checkpoint folders; rows follow the folders
         for row in session.scalars(select(JobCheckpoint).where(JobCheckpoint.job_id == job.id)):
             if not (services.settings.data_dir / row.path).exists():
@@ -165,23 +175,7 @@ def _record_unrecorded_checkpoints(services: Services, job: Job, output_dir: Pat
         metrics = json.loads((folder / "metrics.json").read_text())
         if "total_steps" not in metrics:  # a pause's checkpoint (only its step): not one the API lists
             continue
-        with services.db.session() as session:
-            _add_checkpoint_row(session, services, job, step, folder, metrics)
-        add_event(services.db, job.id, f"Checkpoint created at step {step}")
-
-
-def _add_checkpoint_row(session, services: Services, job: Job, step: int, path: Path, metrics: dict) -> None:
-    session.add(
-        JobCheckpoint(
-            id=new_id("ftckpt_"),
-            job_id=job.id,
-            created_at=int(time.time()),
-            step_number=step,
-            metrics=metrics,
-            model_name=f"{job.output_model}:ckpt-step-{step}",
-            path=str(path.relative_to(services.settings.data_dir)),
-        )
-    )
+        _on_checkpoint(services, job, step, folder, metrics)
 
 
 def _finish(services: Services, job: Job, adapter_dir: Path, trained_tokens: int) -> None:
