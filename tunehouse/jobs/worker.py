@@ -23,8 +23,8 @@ import time
 
 from sqlalchemy import select, update
 
-from ..faults import hold_point
 from ..data.validate import PROMPT_COMPLETION, CHAT, FORMAT_LABELS, validate_dataset
+from ..faults import hold_point
 from ..services import Services
 from ..settings import Settings
 from ..store import files as file_store
