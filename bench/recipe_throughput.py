@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/recipe_throughput.py [--examples 96] [--epochs 1]
 
-Synthetic chat examples of ~95 tokens (a JSON summary task), batch 8, LoRA r=8 on all linear layers. Every
-run has length bucketing and the vocabulary head only at loss positions (always on). The runs:
+The chat examples of bench/training_vs_trl.py (a short note turned into a JSON record, ~92 tokens), with 16
+held-out ones for validation; batch 8, LoRA r=8 on all linear layers. Every run has length bucketing and
+the vocabulary head only at loss positions (always on). The runs:
 - fp32: every weight and product in fp32;
 - bf16 autocast: PyTorch's CPU autocast (the usual recipe; every product and LoRA's sum in bf16);
 - bf16 base: tunehouse's way, frozen weights stored in bf16, activations and LoRA in fp32;
@@ -15,8 +16,6 @@ validation loss after the run.
 from __future__ import annotations
 
 import argparse
-import json
-import random
 import tempfile
 import time
 from pathlib import Path
@@ -26,22 +25,7 @@ import torch
 from tunehouse.data.render import render_chat
 from tunehouse.models.catalog import ensure_default_model, load_tokenizer
 from tunehouse.train.lora_sft import Hooks, TrainConfig, run
-
-WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
-
-
-def synthetic_examples(tokenizer, count: int, seed: int = 0):
-    rng = random.Random(seed)
-    examples = []
-    for _ in range(count):
-        words = [rng.choice(WORDS) for _ in range(30)]
-        answer = json.dumps({"first": words[0], "count": len(set(words)), "last": words[-1]})
-        messages = [
-            {"role": "user", "content": "Summarise as JSON: " + " ".join(words)},
-            {"role": "assistant", "content": answer},
-        ]
-        examples.append(render_chat(messages, tokenizer))
-    return examples
+from training_vs_trl import make_dataset
 
 
 def main() -> None:
@@ -53,7 +37,8 @@ def main() -> None:
 
     model_dir = ensure_default_model(args.model_cache)
     tokenizer = load_tokenizer(str(model_dir))
-    examples = synthetic_examples(tokenizer, args.examples)
+    examples = [render_chat(row["messages"], tokenizer) for row in make_dataset(args.examples, seed=1)]
+    held_out = [render_chat(row["messages"], tokenizer) for row in make_dataset(16, seed=2)]
     mean_tokens = sum(len(e.input_ids) for e in examples) / len(examples)
     print(f"{len(examples)} examples, {mean_tokens:.1f} tokens on average")
     runs = [
@@ -69,7 +54,7 @@ def main() -> None:
             config = TrainConfig(model_dir=str(model_dir), output_dir=out, n_epochs=args.epochs, batch_size=8,
                                  lora_rank=8, log_every=4, **options)
             started = time.monotonic()
-            result = run(config, examples, examples[:16], Hooks(on_metrics=metrics.append))
+            result = run(config, examples, held_out, Hooks(on_metrics=metrics.append))
             wall = time.monotonic() - started
         rates = [m["tokens_per_second"] for m in metrics if "tokens_per_second" in m][1:]
         valid = [m["valid_loss"] for m in metrics if "valid_loss" in m]
