@@ -169,3 +169,16 @@ def test_a_batch_split_into_row_groups_gives_the_same_update(tiny_model_dir, dat
     assert whole.trained_tokens == rows.trained_tokens
     for name, weight in expected.items():
         torch.testing.assert_close(got[name], weight, rtol=1e-4, atol=1e-5)
+
+
+def test_two_lanes_train_the_weights_one_lane_does(tiny_model_dir, dataset, tmp_path):
+    """Lanes change how a batch's row groups are scheduled (two threads at once), not the update."""
+    one = run(config_for(tiny_model_dir, tmp_path / "one", n_epochs=2, batch_size=4, lanes=1), dataset, None, Hooks())
+    metrics = []
+    two = run(config_for(tiny_model_dir, tmp_path / "two", n_epochs=2, batch_size=4, lanes=2), dataset, None,
+              Hooks(on_metrics=metrics.append))
+    assert one.trained_tokens == two.trained_tokens
+    assert [m["train_loss"] for m in metrics] == pytest.approx([h["train_loss"] for h in one.history], rel=1e-4)
+    expected, got = adapter_weights(one.adapter_dir), adapter_weights(two.adapter_dir)
+    for name, weight in expected.items():
+        torch.testing.assert_close(got[name], weight, rtol=1e-4, atol=1e-5)
