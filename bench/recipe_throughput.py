@@ -8,7 +8,9 @@ the vocabulary head only at loss positions (always on). The runs:
 - fp32: every weight and product in fp32;
 - bf16 autocast: PyTorch's CPU autocast (the usual recipe; every product and LoRA's sum in bf16);
 - bf16 base: tunehouse's way, frozen weights stored in bf16, activations and LoRA in fp32;
-- bf16 base, whole batches: the same without splitting a batch into row groups of 512 tokens.
+- bf16 base, whole batches: the same without splitting a batch into row groups of 512 tokens;
+- bf16 base, two lanes: two row groups at a time, each in its own thread (the default where there are two
+  cores or more). The runs above it use one lane (autocast is per thread, so it needs one).
 Printed: steady tokens/s (after the first logged step), wall time with model load and validation, and the
 validation loss after the run.
 """
@@ -42,10 +44,11 @@ def main() -> None:
     mean_tokens = sum(len(e.input_ids) for e in examples) / len(examples)
     print(f"{len(examples)} examples, {mean_tokens:.1f} tokens on average")
     runs = [
-        ("fp32", dict(bf16=False)),
-        ("bf16 autocast", dict(bf16=False, autocast=True)),
-        ("bf16 base", dict(bf16=True)),
-        ("bf16 base, whole batches", dict(bf16=True, micro_batch_tokens=100_000)),
+        ("fp32", dict(bf16=False, lanes=1)),
+        ("bf16 autocast", dict(bf16=False, autocast=True, lanes=1)),
+        ("bf16 base", dict(bf16=True, lanes=1)),
+        ("bf16 base, whole batches", dict(bf16=True, micro_batch_tokens=100_000, lanes=1)),
+        ("bf16 base, two lanes", dict(bf16=True, lanes=2)),
     ]
     for label, options in runs:
         autocast = options.pop("autocast", False)

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..cpu import native_bf16
+from ..cpu import map_large_allocations, native_bf16
 from ..data.render import Rendered
 from ..faults import hold_point
 
@@ -440,6 +440,7 @@ def run(
     config: TrainConfig, train_set: list[Rendered], valid_set: list[Rendered] | None = None, hooks: Hooks | None = None
 ) -> TrainResult:
     hooks = hooks or Hooks()
+    map_large_allocations()
     threads_before = torch.get_num_threads()
     threads = config.threads or threads_before
     lanes = config.lanes or (2 if threads >= 2 and not config.full else 1)
