@@ -182,3 +182,14 @@ def test_two_lanes_train_the_weights_one_lane_does(tiny_model_dir, dataset, tmp_
     expected, got = adapter_weights(one.adapter_dir), adapter_weights(two.adapter_dir)
     for name, weight in expected.items():
         torch.testing.assert_close(got[name], weight, rtol=1e-4, atol=1e-5)
+
+
+def test_validation_in_row_groups_gives_the_whole_set_loss(tiny_model_dir, dataset):
+    """evaluate bounds its groups by tokens (long validation examples would not fit at once), not the loss."""
+    from tunehouse.train.lora_sft import evaluate, load_model
+
+    model = load_model(config_for(tiny_model_dir, "unused"))
+    one_row_at_a_time = evaluate(model, dataset, max_tokens=1, pad_id=0)
+    all_at_once = evaluate(model, dataset, max_tokens=100_000, pad_id=0)
+    assert one_row_at_a_time == pytest.approx(all_at_once, rel=1e-5)
+    assert model.training  # left in training mode
