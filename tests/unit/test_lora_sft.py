@@ -193,3 +193,14 @@ def test_validation_in_row_groups_gives_the_whole_set_loss(tiny_model_dir, datas
     all_at_once = evaluate(model, dataset, max_tokens=100_000, pad_id=0)
     assert one_row_at_a_time == pytest.approx(all_at_once, rel=1e-5)
     assert model.training  # left in training mode
+
+
+def test_right_predictions_are_counted_as_argmax_does():
+    from tunehouse.train.lora_sft import count_right
+
+    torch.manual_seed(0)
+    logits = torch.randn(40, 300)
+    targets = torch.randint(0, 300, (40,))
+    targets[::3] = logits[::3].argmax(-1)  # a third of the rows right
+    expected = int((logits.argmax(-1) == targets).sum())
+    assert expected >= 14 and count_right(logits, targets) == expected

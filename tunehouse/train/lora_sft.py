@@ -280,8 +280,13 @@ def loss_step(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int,
     logits = causal_lm.lm_head(selected).float()  # (N, V)
     targets = batch["input_ids"][:, 1:][targets_at]  # (N,)
     loss_sum = F.cross_entropy(logits, targets, reduction="sum")
-    correct = int((logits.argmax(-1) == targets).sum())
-    return loss_sum, int(targets.numel()), correct
+    return loss_sum, int(targets.numel()), count_right(logits.detach(), targets)
+
+
+def count_right(logits: torch.Tensor, targets: torch.Tensor) -> int:
+    """How many rows give their target the highest logit (`amax` is ~15x faster than `argmax` over 49k
+    columns on CPU)."""
+    return int((logits.gather(1, targets.unsqueeze(1)).squeeze(1) >= logits.amax(-1)).sum())
 
 
 def batch_gradient(model, trainable: list[torch.Tensor], examples: list[Rendered], groups: list[list[int]],
