@@ -155,6 +155,8 @@ def test_deleting_a_fine_tuned_model(server, fine_tuned):
          400, "messages.0.content", None),
         ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi " * 3000}]}, 400, "messages",
          "context_length_exceeded"),
+        ({"model": "gpt-4o-mini", "messages": QUESTION, "max_tokens": 100_000}, 400, "messages",
+         "context_length_exceeded"),
         ({"model": "gpt-4o-mini", "messages": []}, 400, "messages", None),
         ({"model": "gpt-4o-mini", "messages": QUESTION, "n": 10**6}, 400, "n", None),
         ({"model": "gpt-4o-mini", "messages": QUESTION, "max_tokens": 0}, 400, "max_tokens", None),

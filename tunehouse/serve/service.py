@@ -66,17 +66,26 @@ def _load(services: Services, project: str, name: str):
 def _prepared(engine, model, base_dir, tokenizer, prompt_ids, request: SamplingFields, max_tokens, top) -> Prepared:
     context = engine.context_length(base_dir)
     room = context - len(prompt_ids)
+    prompt_param = "messages" if isinstance(request, ChatCompletionRequest) else "prompt"
     if room < 1:
         raise InvalidRequest(
             f"This model's maximum context length is {context} tokens; the prompt has {len(prompt_ids)} tokens.",
-            param="messages" if isinstance(request, ChatCompletionRequest) else "prompt",
+            param=prompt_param,
+            code="context_length_exceeded",
+        )
+    if max_tokens is not None and max_tokens > room:  # OpenAI refuses this too, rather than answering less
+        raise InvalidRequest(
+            f"This model's maximum context length is {context} tokens. However, you requested "
+            f"{len(prompt_ids) + max_tokens} tokens ({len(prompt_ids)} in the {prompt_param}, {max_tokens} in the "
+            f"completion). Please reduce the length of the {prompt_param} or completion.",
+            param=prompt_param,
             code="context_length_exceeded",
         )
     bias = {int(token): value for token, value in (request.logit_bias or {}).items()}
     if any(token >= len(tokenizer) for token in bias):
         raise InvalidRequest("`logit_bias` names a token id outside the vocabulary.", param="logit_bias")
     params = SamplingParams(
-        max_tokens=min(max_tokens or room, room),
+        max_tokens=max_tokens or room,
         temperature=1.0 if request.temperature is None else request.temperature,
         top_p=1.0 if request.top_p is None else request.top_p,
         stop=list(request.stop or []),
