@@ -204,3 +204,32 @@ def test_right_predictions_are_counted_as_argmax_does():
     targets[::3] = logits[::3].argmax(-1)  # a third of the rows right
     expected = int((logits.argmax(-1) == targets).sum())
     assert expected >= 14 and count_right(logits, targets) == expected
+
+
+def test_compact_llama_forward_matches_transformers_layers(tiny_model_dir, dataset, tmp_path):
+    """train/llama_body.py against transformers' own layers with the same bf16 base (LoraOnBf16Base): the
+    same loss and LoRA gradients, on a right-padded batch of different lengths."""
+    from tunehouse.train.lora_sft import collate, freeze_in_bf16, load_model, loss_step
+
+    config = config_for(tiny_model_dir, tmp_path)
+    reference = load_model(config, bf16=False)
+    freeze_in_bf16(reference)
+    compact = load_model(config, bf16=True)
+    assert "forward" in vars(compact.get_base_model().model) and "forward" not in vars(reference.get_base_model().model)
+    batch = collate(dataset, [0, 1, 2, 3, 4, 5], pad_id=0)
+    assert not bool(batch["attention_mask"].all())  # padding in the batch
+    results = []
+    for model in (reference, compact):
+        for name, parameter in model.named_parameters():  # LoRA B starts at zero: give it values to check
+            if "lora_B" in name:
+                torch.manual_seed(hash(name) % 1000)
+                parameter.data.normal_(0, 0.05)
+        loss, count, right = loss_step(model, batch)
+        loss.backward()
+        results.append((float(loss), right, {n: p.grad for n, p in model.named_parameters() if p.requires_grad}))
+    (loss_hf, right_hf, grads_hf), (loss_compact, right_compact, grads_compact) = results
+    assert loss_compact == pytest.approx(loss_hf, rel=1e-3) and right_compact == right_hf
+    assert grads_compact.keys() == grads_hf.keys()
+    for name, grad in grads_hf.items():
+        cosine = torch.nn.functional.cosine_similarity(grad.flatten(), grads_compact[name].flatten(), dim=0)
+        assert cosine > 0.999, (name, float(cosine))

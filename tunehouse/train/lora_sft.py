@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from ..cpu import map_large_allocations, native_bf16
 from ..data.render import Rendered
 from ..faults import hold_point
+from . import llama_body
 
 # ---------------------------------------------------------------------------------------------------------
 # Config
@@ -134,6 +135,7 @@ def load_model(config: TrainConfig, bf16: bool = False):
     model = get_peft_model(base, lora)
     if bf16:
         freeze_in_bf16(model)
+        llama_body.install(model)  # Llama-family models: the compact forward (same parameters, same files)
     return model
 
 

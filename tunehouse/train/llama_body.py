@@ -1,0 +1,193 @@
+"""A compact training forward for LoRA on Llama-family models, over the PEFT model's own parameters.
+
+Why: transformers' decoder layer and PEFT's wrappers issue many small operations and Python calls per layer,
+and in training most of a step is such calls, not matrix products (docs/training.md). Here:
+- q, k and v are one bf16 product, and so are gate and up; the LoRA A products of the projections that
+  share an input are one product too;
+- each projection keeps its input for backward once, in bf16 (half the memory of fp32);
+- the rotation of q and k is one operation with a hand-written backward, SiLU is recomputed in backward.
+
+The PEFT model still owns every parameter (the fused bf16 weights are the base layers' own storage, seen
+through views), so the optimizer, checkpoints and adapter files are what they were. It is installed as the
+decoder stack's `forward`, so `model(...)` and the training loop both go through it; right padding only
+(the loop's batches): causal attention keeps padding out of every real position.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers.modeling_outputs import BaseModelOutputWithPast
+
+ATTENTION = ("q_proj", "k_proj", "v_proj")
+MLP = ("gate_proj", "up_proj")
+
+
+class FusedLora(torch.autograd.Function):
+    """Projections that read one input, as one: x W^T (bf16 product widened to fp32) plus, for each part p
+    of the output, scaling * (x A_p^T) B_p^T in fp32 (LoRA's sum is never rounded to bf16; see
+    lora_sft.LoraOnBf16Base). `lora_a` is the parts' A matrices stacked, (parts x r, in)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, scaling, lora_a, *lora_bs):
+        x_bf16 = x.to(torch.bfloat16)
+        out = torch.mm(x_bf16, weight.t()).float()
+        low_rank = torch.mm(x, lora_a.t()).mul_(scaling)  # (N, parts x r)
+        rank, start = lora_a.shape[0] // len(lora_bs), 0
+        for part, lora_b in enumerate(lora_bs):
+            out[:, start : start + lora_b.shape[0]].addmm_(low_rank[:, part * rank : (part + 1) * rank], lora_b.t())
+            start += lora_b.shape[0]
+        ctx.save_for_backward(x_bf16, weight, lora_a, low_rank, *lora_bs)
+        ctx.scaling = scaling
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x_bf16, weight, lora_a, low_rank, *lora_bs = ctx.saved_tensors
+        rank, start = lora_a.shape[0] // len(lora_bs), 0
+        grad_low = torch.empty_like(low_rank)
+        grad_bs = []
+        for part, lora_b in enumerate(lora_bs):
+            grad_part = grad[:, start : start + lora_b.shape[0]]
+            columns = slice(part * rank, (part + 1) * rank)
+            grad_bs.append(torch.mm(low_rank[:, columns].t(), grad_part).t().contiguous())
+            grad_low[:, columns] = torch.mm(grad_part, lora_b)
+            start += lora_b.shape[0]
+        grad_low.mul_(ctx.scaling)
+        grad_a = torch.mm(grad_low.t(), x_bf16.float())
+        grad_x = torch.mm(grad.to(torch.bfloat16), weight).float().addmm_(grad_low, lora_a)
+        return grad_x, None, None, grad_a, *grad_bs
+
+
+class Rotate(torch.autograd.Function):
+    """Rotary position embedding, as transformers applies it (the two halves of each head rotated), with a
+    backward that is the rotation by the opposite angle: two passes each way instead of autograd's chain."""
+
+    @staticmethod
+    def forward(ctx, x, cos, sin):
+        ctx.save_for_backward(cos, sin)
+        return _rotate(x, cos, sin)
+
+    @staticmethod
+    def backward(ctx, grad):
+        cos, sin = ctx.saved_tensors
+        return _rotate(grad, cos, -sin), None, None
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x (..., D) with cos and sin (..., D/2) broadcast: (x1 cos - x2 sin, x2 cos + x1 sin)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    out = torch.empty(x.shape, dtype=x.dtype)
+    out1, out2 = out.chunk(2, dim=-1)
+    torch.mul(x1, cos, out=out1).addcmul_(x2, sin, value=-1)
+    torch.mul(x2, cos, out=out2).addcmul_(x1, sin)
+    return out
+
+
+class SwiGLU(torch.autograd.Function):
+    """silu(gate) * up, keeping only gate and up for backward (SiLU recomputed there)."""
+
+    @staticmethod
+    def forward(ctx, gate, up):
+        ctx.save_for_backward(gate, up)
+        return F.silu(gate).mul_(up)
+
+    @staticmethod
+    def backward(ctx, grad):
+        gate, up = ctx.saved_tensors
+        sigmoid = torch.sigmoid(gate)
+        silu = gate * sigmoid
+        grad_up = grad * silu
+        # d silu / d gate = sigmoid + silu * (1 - sigmoid)
+        grad_gate = silu.mul_(1 - sigmoid).add_(sigmoid).mul_(up).mul_(grad)
+        return grad_gate, grad_up
+
+
+def install(peft_model) -> bool:
+    """Make the decoder stack of `peft_model` (frozen weights already bf16) compute with this module, where
+    it is a plain Llama with LoRA on all seven projections and no dropout; False (nothing changed) where not."""
+    from peft.tuners.lora import Linear as LoraLinear
+
+    causal_lm = peft_model.get_base_model()
+    config, decoder = causal_lm.config, causal_lm.model
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    if config.model_type != "llama" or config.hidden_act != "silu" or rope.get("rope_type", "default") != "default" \
+            or getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
+        return False
+    layers = []
+    for layer in decoder.layers:
+        modules = {name: getattr(layer.self_attn, name, None) for name in (*ATTENTION, "o_proj")}
+        modules |= {name: getattr(layer.mlp, name, None) for name in (*MLP, "down_proj")}
+        if not all(isinstance(module, LoraLinear) and len(module.active_adapters) == 1 for module in modules.values()):
+            return False
+        (adapter,) = modules["q_proj"].active_adapters
+        if any(not isinstance(m.lora_dropout[adapter], torch.nn.Identity) or m.base_layer.weight.dtype != torch.bfloat16
+               or m.scaling[adapter] != modules["q_proj"].scaling[adapter] for m in modules.values()):
+            return False
+        layers.append((layer, modules, adapter))
+    decoder.forward = _Body(decoder, config, layers).forward
+    return True
+
+
+class _Body:
+    def __init__(self, decoder, config, layers) -> None:
+        self.decoder = decoder
+        self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.eps = config.rms_norm_eps
+        self.rotary = decoder.rotary_emb
+        self.layers = []
+        for layer, modules, adapter in layers:
+            self.scaling = modules["q_proj"].scaling[adapter]
+            self.layers.append({
+                "input_norm": layer.input_layernorm.weight, "post_norm": layer.post_attention_layernorm.weight,
+                "qkv": _fuse([modules[name] for name in ATTENTION], adapter),
+                "o": _fuse([modules["o_proj"]], adapter),
+                "gate_up": _fuse([modules[name] for name in MLP], adapter),
+                "down": _fuse([modules["down_proj"]], adapter),
+            })
+
+    def forward(self, input_ids=None, attention_mask=None, **kwargs) -> BaseModelOutputWithPast:
+        if attention_mask is not None and bool((attention_mask[:, 1:] > attention_mask[:, :-1]).any()):
+            raise ValueError("the training forward takes right-padded batches only")
+        batch, steps = input_ids.shape
+        x = self.decoder.embed_tokens(input_ids).view(batch * steps, -1)
+        positions = torch.arange(steps).unsqueeze(0)
+        cos, sin = self.rotary(x, positions)  # (1, T, D), the two halves equal
+        half = self.head_dim // 2
+        cos, sin = cos[0, :, None, :half], sin[0, :, None, :half]  # (T, 1, D/2): broadcast over heads
+        for layer in self.layers:
+            x = self._layer(layer, x, batch, steps, cos, sin)
+        hidden = F.rms_norm(x, (x.shape[-1],), self.decoder.norm.weight, self.eps)
+        return BaseModelOutputWithPast(last_hidden_state=hidden.view(batch, steps, -1))
+
+    def _layer(self, layer, x, batch, steps, cos, sin):
+        d, heads, kv_heads = self.head_dim, self.heads, self.kv_heads
+        h = F.rms_norm(x, (x.shape[-1],), layer["input_norm"], self.eps)
+        qkv = self._project(layer["qkv"], h)
+        rotated = Rotate.apply(qkv[:, : (heads + kv_heads) * d].view(batch, steps, heads + kv_heads, d), cos, sin)
+        q = rotated[:, :, :heads].transpose(1, 2)
+        k = rotated[:, :, heads:].transpose(1, 2)
+        v = qkv[:, (heads + kv_heads) * d :].view(batch, steps, kv_heads, d).transpose(1, 2)
+        attended = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=kv_heads != heads)
+        x = x + self._project(layer["o"], attended.transpose(1, 2).reshape(batch * steps, heads * d))
+        h = F.rms_norm(x, (x.shape[-1],), layer["post_norm"], self.eps)
+        gate, up = self._project(layer["gate_up"], h).chunk(2, dim=-1)
+        return x + self._project(layer["down"], SwiGLU.apply(gate, up))
+
+    def _project(self, fused, x):
+        weight, lora_as, lora_bs = fused
+        lora_a = torch.cat(lora_as) if len(lora_as) > 1 else lora_as[0]
+        return FusedLora.apply(x, weight, self.scaling, lora_a, *lora_bs)
+
+
+def _fuse(modules, adapter):
+    """One bf16 weight for projections that share an input; their base layers then see views of it."""
+    weight = torch.cat([module.base_layer.weight.detach() for module in modules]) if len(modules) > 1 \
+        else modules[0].base_layer.weight.detach()
+    start = 0
+    for module in modules:
+        rows = module.base_layer.weight.shape[0]
+        module.base_layer.weight.data = weight[start : start + rows]
+        start += rows
+    return weight, [m.lora_A[adapter].weight for m in modules], [m.lora_B[adapter].weight for m in modules]
