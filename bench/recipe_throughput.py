@@ -5,12 +5,14 @@
 The chat examples of bench/training_vs_trl.py (a short note turned into a JSON record, ~92 tokens), with 16
 held-out ones for validation; batch 8, LoRA r=8 on all linear layers. Every run has length bucketing and
 the vocabulary head only at loss positions (always on). The runs:
-- fp32: every weight and product in fp32;
+- fp32: every weight and product in fp32, transformers' layers;
 - bf16 autocast: PyTorch's CPU autocast (the usual recipe; every product and LoRA's sum in bf16);
-- bf16 base: tunehouse's way, frozen weights stored in bf16, activations and LoRA in fp32;
+- bf16 base: tunehouse's way, frozen weights stored in bf16, activations and LoRA in fp32, still through
+  transformers' layers (each LoRA layer one LoraOnBf16Base);
 - bf16 base, whole batches: the same without splitting a batch into row groups of 512 tokens;
-- bf16 base, two lanes: two row groups at a time, each in its own thread (the default where there are two
-  cores or more). The runs above it use one lane (autocast is per thread, so it needs one).
+- + compact forward: bf16 base through train/llama_body.py (fused projections, bf16-kept inputs);
+- + two lanes: and two row groups at a time, each in its own thread: tunehouse's default where there are
+  two cores or more. The runs above it use one lane (autocast is per thread, so it needs one).
 Printed: steady tokens/s (after the first logged step), wall time with model load and validation, and the
 validation loss after the run.
 """
@@ -46,9 +48,10 @@ def main() -> None:
     runs = [
         ("fp32", dict(bf16=False, lanes=1)),
         ("bf16 autocast", dict(bf16=False, autocast=True, lanes=1)),
-        ("bf16 base", dict(bf16=True, lanes=1)),
-        ("bf16 base, whole batches", dict(bf16=True, micro_batch_tokens=100_000, lanes=1)),
-        ("bf16 base, two lanes", dict(bf16=True, lanes=2)),
+        ("bf16 base", dict(bf16=True, compact_forward=False, lanes=1)),
+        ("bf16 base, whole batches", dict(bf16=True, compact_forward=False, micro_batch_tokens=100_000, lanes=1)),
+        ("+ compact forward", dict(bf16=True, lanes=1)),
+        ("+ two lanes", dict(bf16=True, lanes=2)),
     ]
     for label, options in runs:
         autocast = options.pop("autocast", False)

@@ -209,12 +209,10 @@ def test_right_predictions_are_counted_as_argmax_does():
 def test_compact_llama_forward_matches_transformers_layers(tiny_model_dir, dataset, tmp_path):
     """train/llama_body.py against transformers' own layers with the same bf16 base (LoraOnBf16Base): the
     same loss and LoRA gradients, on a right-padded batch of different lengths."""
-    from tunehouse.train.lora_sft import collate, freeze_in_bf16, load_model, loss_step
+    from tunehouse.train.lora_sft import collate, load_model, loss_step
 
-    config = config_for(tiny_model_dir, tmp_path)
-    reference = load_model(config, bf16=False)
-    freeze_in_bf16(reference)
-    compact = load_model(config, bf16=True)
+    reference = load_model(config_for(tiny_model_dir, tmp_path, compact_forward=False), bf16=True)
+    compact = load_model(config_for(tiny_model_dir, tmp_path), bf16=True)
     assert "forward" in vars(compact.get_base_model().model) and "forward" not in vars(reference.get_base_model().model)
     batch = collate(dataset, [0, 1, 2, 3, 4, 5], pad_id=0)
     assert not bool(batch["attention_mask"].all())  # padding in the batch
