@@ -55,7 +55,9 @@ class FusedLora(torch.autograd.Function):
             start += lora_b.shape[0]
         grad_low.mul_(ctx.scaling)
         grad_a = torch.mm(grad_low.t(), x_bf16.float())
-        grad_x = torch.mm(grad.to(torch.bfloat16), weight).float().addmm_(grad_low, lora_a)
+        grad_x = None
+        if ctx.needs_input_grad[0]:  # not for the first layer's input, which comes from the frozen embedding
+            grad_x = torch.mm(grad.to(torch.bfloat16), weight).float().addmm_(grad_low, lora_a)
         return grad_x, None, None, grad_a, *grad_bs
 
 
@@ -125,6 +127,8 @@ def install(peft_model) -> bool:
                or m.scaling[adapter] != modules["q_proj"].scaling[adapter] for m in modules.values()):
             return False
         layers.append((layer, modules, adapter))
+    if not layers:
+        return False
     decoder.forward = _Body(decoder, config, layers).forward
     return True
 
@@ -136,9 +140,10 @@ class _Body:
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         self.eps = config.rms_norm_eps
         self.rotary = decoder.rotary_emb
+        _, first, adapter = layers[0]
+        self.scaling = first["q_proj"].scaling[adapter]  # one for all (install checked)
         self.layers = []
         for layer, modules, adapter in layers:
-            self.scaling = modules["q_proj"].scaling[adapter]
             self.layers.append({
                 "input_norm": layer.input_layernorm.weight, "post_norm": layer.post_attention_layernorm.weight,
                 "qkv": _fuse([modules[name] for name in ATTENTION], adapter),

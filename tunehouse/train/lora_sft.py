@@ -304,9 +304,9 @@ def batch_gradient(model, trainable: list[torch.Tensor], examples: list[Rendered
     Why threads: a step is thousands of small operations issued one after another, and one thread keeps two
     cores only partly busy. Two lanes of one core each, each on its own row groups, train ~1.2x faster on
     the 2-core reference machine (bench/recipe_throughput.py: 430 against 528 tokens/s, same validation
-    loss); the operators run outside Python's lock. Lane 0
-    accumulates into `.grad`; the others return their gradients (`torch.autograd.grad`), added after it in
-    lane order, so the sum does not depend on which thread finishes first.
+    loss); the operators run outside Python's lock. Lane 0 accumulates into `.grad`; the others return their
+    gradients (`torch.autograd.grad`), added after it in lane order, so the sum does not depend on which
+    thread finishes first.
     """
     shares = [groups[lane::lanes] for lane in range(lanes)]
     outcomes: list = [None] * lanes
@@ -470,6 +470,7 @@ def run(
 
 def _train(config: TrainConfig, train_set: list[Rendered], valid_set: list[Rendered] | None, hooks: Hooks,
            lanes: int) -> TrainResult:
+    """The recipe, once `run` has shared the CPU threads among the lanes."""
     bf16 = native_bf16() if config.bf16 is None else config.bf16
     train_set = [example.truncate(config.max_seq_len) for example in train_set]
     valid_set = [example.truncate(config.max_seq_len) for example in valid_set or []]
