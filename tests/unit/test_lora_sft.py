@@ -231,3 +231,26 @@ def test_compact_llama_forward_matches_transformers_layers(tiny_model_dir, datas
     for name, grad in grads_hf.items():
         cosine = torch.nn.functional.cosine_similarity(grad.flatten(), grads_compact[name].flatten(), dim=0)
         assert cosine > 0.999, (name, float(cosine))
+
+
+def test_compact_forward_pieces_match_their_definitions():
+    """RMSNorm, SwiGLU and the rotation of train/llama_body.py: the forward of their definition, and a
+    backward that gradcheck accepts (float64)."""
+    from tunehouse.train.llama_body import Rotate, RMSNorm, SwiGLU
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 16, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(16, dtype=torch.float64)
+    torch.testing.assert_close(RMSNorm.apply(x, weight, 1e-5),
+                               torch.nn.functional.rms_norm(x, (16,), weight, 1e-5))
+    assert torch.autograd.gradcheck(lambda x: RMSNorm.apply(x, weight, 1e-5), (x,))
+    gate, up = torch.randn(6, 16, dtype=torch.float64, requires_grad=True), torch.randn(6, 16, dtype=torch.float64)
+    torch.testing.assert_close(SwiGLU.apply(gate, up), torch.nn.functional.silu(gate) * up)
+    assert torch.autograd.gradcheck(lambda gate: SwiGLU.apply(gate, up), (gate,))
+    heads = torch.randn(2, 5, 3, 8, dtype=torch.float64, requires_grad=True)  # (B, T, heads, D)
+    angles = torch.randn(5, 1, 4, dtype=torch.float64)
+    half = heads.shape[-1] // 2
+    rotated_half = torch.cat([-heads[..., half:], heads[..., :half]], dim=-1)  # transformers' rotate_half
+    expected = heads * angles.cos().repeat(1, 1, 2) + rotated_half * angles.sin().repeat(1, 1, 2)
+    torch.testing.assert_close(Rotate.apply(heads, angles.cos(), angles.sin()), expected)
+    assert torch.autograd.gradcheck(lambda h: Rotate.apply(h, angles.cos(), angles.sin()), (heads,))

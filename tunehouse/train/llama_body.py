@@ -5,7 +5,8 @@ and in training most of a step is such calls, not matrix products (docs/training
 - q, k and v are one bf16 product, and so are gate and up; the LoRA A products of the projections that
   share an input are one product too;
 - each projection keeps its input for backward once, in bf16 (half the memory of fp32);
-- the rotation of q and k is one operation with a hand-written backward, SiLU is recomputed in backward.
+- the rotation of q and k is one operation, and RMSNorm one, each with a hand-written backward; SiLU is
+  recomputed in backward.
 
 The PEFT model still owns every parameter (the fused bf16 weights are the base layers' own storage, seen
 through views), so the optimizer, checkpoints and adapter files are what they were. It is installed as the
@@ -84,6 +85,26 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     torch.mul(x1, cos, out=out1).addcmul_(x2, sin, value=-1)
     torch.mul(x2, cos, out=out2).addcmul_(x1, sin)
     return out
+
+
+class RMSNorm(torch.autograd.Function):
+    """x / rms(x) * weight for a frozen weight (no weight gradient), with a backward of a few passes where
+    autograd's chain of pow, mean, rsqrt and products takes twice as many."""
+
+    @staticmethod
+    def forward(ctx, x, weight, eps):
+        inverse_rms = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(x.shape[-1]).add_(eps).rsqrt_()
+        ctx.save_for_backward(x, weight, inverse_rms)
+        return torch.mul(x, inverse_rms).mul_(weight)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, inverse_rms = ctx.saved_tensors
+        grad_normed = grad * weight
+        # d/dx of x r: r (g - x r^2 <g, x> / n), with r = 1 / rms(x) and n the width
+        along_x = torch.bmm(grad_normed.unsqueeze(1), x.unsqueeze(2)).squeeze(2)  # <g, x> per row, one pass
+        along_x.mul_(inverse_rms.square()).div_(x.shape[-1])
+        return grad_normed.sub_(x * along_x).mul_(inverse_rms), None, None
 
 
 class SwiGLU(torch.autograd.Function):
@@ -168,7 +189,7 @@ class _Body:
 
     def _layer(self, layer, x, batch, steps, cos, sin):
         d, heads, kv_heads = self.head_dim, self.heads, self.kv_heads
-        h = F.rms_norm(x, (x.shape[-1],), layer["input_norm"], self.eps)
+        h = RMSNorm.apply(x, layer["input_norm"], self.eps)
         qkv = self._project(layer["qkv"], h)
         rotated = Rotate.apply(qkv[:, : (heads + kv_heads) * d].view(batch, steps, heads + kv_heads, d), cos, sin)
         q = rotated[:, :, :heads].transpose(1, 2)
@@ -176,7 +197,7 @@ class _Body:
         v = qkv[:, (heads + kv_heads) * d :].view(batch, steps, kv_heads, d).transpose(1, 2)
         attended = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=kv_heads != heads)
         x = x + self._project(layer["o"], attended.transpose(1, 2).reshape(batch * steps, heads * d))
-        h = F.rms_norm(x, (x.shape[-1],), layer["post_norm"], self.eps)
+        h = RMSNorm.apply(x, layer["post_norm"], self.eps)
         gate, up = self._project(layer["gate_up"], h).chunk(2, dim=-1)
         return x + self._project(layer["down"], SwiGLU.apply(gate, up))
 
