@@ -38,13 +38,16 @@ async function api(path, { method = "GET", body, form, signal } = {}) {
   return data;
 }
 
-async function allEvents(jobId) {
+// A job's events, newest first: all of them, or with `known` (a Map by id) only back to the first one already
+// seen, so a refresh gets every event since the last one however many a fast job wrote in between.
+async function allEvents(jobId, known = null) {
   const events = [];
   let after = null;
   for (let page = 0; page < 50; page++) {
-    const data = await api(`/fine_tuning/jobs/${jobId}/events?limit=1000${after ? `&after=${after}` : ""}`);
+    const limit = known ? 200 : 1000;  // a refresh usually needs only its first, small page
+    const data = await api(`/fine_tuning/jobs/${jobId}/events?limit=${limit}${after ? `&after=${after}` : ""}`);
     events.push(...data.data);
-    if (!data.has_more) break;
+    if (!data.has_more || (known && data.data.some((event) => known.has(event.id)))) break;
     after = data.data[data.data.length - 1].id;
   }
   return events;
@@ -401,10 +404,10 @@ async function jobPage(jobId) {
     if (TERMINAL.has(job.status) && finalRefreshes-- <= 0) return;
     const [fresh, newest, ckpts] = await Promise.all([
       api(`/fine_tuning/jobs/${jobId}`),
-      api(`/fine_tuning/jobs/${jobId}/events?limit=200`),
+      allEvents(jobId, events),
       api(`/fine_tuning/jobs/${jobId}/checkpoints?limit=100`)]);
     job = fresh;
-    merge(newest.data);
+    merge(newest);
     checkpoints = ckpts.data;
     render();
   });
