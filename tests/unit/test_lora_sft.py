@@ -32,6 +32,15 @@ def config_for(model_dir, out, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def give_lora_b_values(model) -> None:
+    """LoRA B starts at zero, which hides LoRA from the outputs and A from the gradients: give it values to check,
+    the same in every model of the same architecture."""
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:
+            torch.manual_seed(hash(name) % 1000)
+            parameter.data.normal_(0, 0.05)
+
+
 def adapter_weights(folder) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "adapter_model.safetensors"))
 
@@ -125,10 +134,7 @@ def test_bf16_base_gives_the_fp32_loss_and_lora_gradients(tiny_model_dir, datase
     results = {}
     for bf16 in (False, True):
         model = load_model(config, bf16=bf16)
-        for name, parameter in model.named_parameters():  # LoRA B starts at zero: give it values to check
-            if "lora_B" in name:
-                torch.manual_seed(hash(name) % 1000)
-                parameter.data.normal_(0, 0.05)
+        give_lora_b_values(model)
         torch.manual_seed(7)  # the same dropout masks in both runs
         loss, count, _ = loss_step(model, collate(dataset, [0, 1, 2, 3], model.config.pad_token_id))
         (loss / count).backward()
@@ -218,10 +224,7 @@ def test_compact_llama_forward_matches_transformers_layers(tiny_model_dir, datas
     assert not bool(batch["attention_mask"].all())  # padding in the batch
     results = []
     for model in (reference, compact):
-        for name, parameter in model.named_parameters():  # LoRA B starts at zero: give it values to check
-            if "lora_B" in name:
-                torch.manual_seed(hash(name) % 1000)
-                parameter.data.normal_(0, 0.05)
+        give_lora_b_values(model)
         loss, count, right = loss_step(model, batch)
         loss.backward()
         results.append((float(loss), right, {n: p.grad for n, p in model.named_parameters() if p.requires_grad}))
