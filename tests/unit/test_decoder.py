@@ -64,12 +64,16 @@ def test_greedy_tokens_equal_transformers_and_peft_in_one_mixed_batch(tiny_model
 
 def test_sampling_is_repeatable_with_a_seed_and_honours_its_controls():
     logits = torch.tensor([1.0, 3.0, 2.0, 0.5])
-    greedy = sample(logits, SamplingParams(temperature=0), {}, None)
-    assert greedy[0] == 1 and greedy[1] == pytest.approx(float(torch.log_softmax(logits, -1)[1]))
+    assert sample(logits, SamplingParams(temperature=0), {}, None) == (1, None, None)  # no logprobs asked for
+    greedy = sample(logits, SamplingParams(temperature=0, top_logprobs=0), {}, None)
+    assert greedy == (1, pytest.approx(float(torch.log_softmax(logits, -1)[1])), [])
     draws = lambda seed: [sample(logits, SamplingParams(temperature=1.0), {}, g)[0]  # noqa: E731
                           for g in [torch.Generator().manual_seed(seed)] for _ in range(20)]
     assert draws(7) == draws(7)
     assert {sample(logits, SamplingParams(top_p=0.5), {}, None)[0] for _ in range(20)} == {1}
+    # top_p 0.8 keeps tokens 1 and 2 (probabilities 0.63 and 0.23 of 1) and never draws the others
+    generator = torch.Generator().manual_seed(3)
+    assert {sample(logits, SamplingParams(top_p=0.8), {}, generator)[0] for _ in range(200)} == {1, 2}
     assert sample(logits, SamplingParams(temperature=0, logit_bias={3: 100.0}), {}, None)[0] == 3
     assert sample(logits, SamplingParams(temperature=0, presence_penalty=2.0), {1: 1}, None)[0] == 2
     top = sample(logits, SamplingParams(temperature=0, top_logprobs=2), {}, None)[2]
