@@ -1,13 +1,16 @@
 """Training: tunehouse's recipe against TRL's SFTTrainer + PEFT, same model, data and settings, one run.
 
-    .venv/bin/python bench/training_vs_trl.py [--train 200] [--valid 40] [--epochs 1]
+    .venv/bin/python bench/training_vs_trl.py [--train 200] [--valid 40] [--epochs 1] [--rounds 2]
 
 Both train LoRA r=8 (alpha 16, no dropout) on every linear layer of the default model, batch 8, the same
 peak learning rate with 10% linear warmup and linear decay, loss on the assistant tokens only, on the same
 synthetic chat examples of about 100 tokens. Each trains in its own process, so its peak RSS is its own (the evaluation runs elsewhere).
 
 - tokens/s: tokens that are not padding, over the wall time of the training loop (model load and the final
-  evaluation excluded, for both).
+  evaluation excluded, for both). Each trainer runs `--rounds` times (2 by default), in the order TRL,
+  tunehouse, tunehouse, TRL: this machine's speed drifts by 20% within an hour, and the mirrored order
+  cancels a steady drift. The tokens/s compared are total tokens over total seconds; the peak RSS is the
+  largest of the runs; the held-out loss is the first run's (the runs are seeded alike).
 - held-out loss: one evaluator for both, in fp32 with plain transformers + PEFT, mean cross-entropy over the
   assistant tokens of examples neither trainer saw.
 - MFU: model FLOPs over the machine's measured bf16 matrix-product peak. FLOPs per trained token are counted
@@ -202,6 +205,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=200)
     parser.add_argument("--valid", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--child", choices=["tunehouse", "trl"])
     parser.add_argument("--data")
     parser.add_argument("--model-dir")
@@ -221,14 +225,22 @@ def main() -> None:
     loss_fraction = sum(r.loss_tokens for r in rendered) / sum(len(r.input_ids) for r in rendered)
     print(f"{args.train} training and {args.valid} held-out chat examples, {mean_tokens:.0f} tokens on average; "
           f"LoRA r={RANK} on all linear layers, batch {BATCH_SIZE}, {args.epochs} epoch(s), peak lr {LEARNING_RATE}")
-    results = {}
+    runs: dict[str, list[dict]] = {"trl": [], "tunehouse": []}
     with tempfile.TemporaryDirectory() as scratch:
         data = Path(scratch) / "data.json"
         data.write_text(json.dumps(rows))
-        for name in ("trl", "tunehouse"):
-            adapter = str(Path(scratch) / f"{name}-adapter")
-            results[name] = train_in_child(name, str(data), model_dir, args.epochs, adapter)
-            results[name]["heldout_loss"] = heldout_loss(model_dir, adapter, rows["valid"])
+        for round_index in range(args.rounds):
+            for name in ("trl", "tunehouse") if round_index % 2 == 0 else ("tunehouse", "trl"):
+                adapter = str(Path(scratch) / f"{name}-adapter-{round_index}")
+                run = train_in_child(name, str(data), model_dir, args.epochs, adapter)
+                if not runs[name]:
+                    run["heldout_loss"] = heldout_loss(model_dir, adapter, rows["valid"])
+                runs[name].append(run)
+                print(f"  run {len(runs['trl']) + len(runs['tunehouse'])}: {name:>9} "
+                      f"{run['tokens'] / run['seconds']:7.1f} tokens/s")
+    results = {name: {"tokens": sum(r["tokens"] for r in done), "seconds": sum(r["seconds"] for r in done),
+                      "peak_rss_mb": max(r["peak_rss_mb"] for r in done), "heldout_loss": done[0]["heldout_loss"]}
+               for name, done in runs.items()}
 
     peak_bf16, peak_fp32 = matmul_peak("bfloat16"), matmul_peak("float32")
     flops = flops_per_token(model_dir, loss_fraction)

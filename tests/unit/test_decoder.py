@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tunehouse.data.render import render_chat
-from tunehouse.serve.engine import SamplingParams, sample
+from tunehouse.serve.engine import SamplingParams, _detokenize, _Sequence, sample
 from tunehouse.serve.llama import LlamaDecoder
 from tunehouse.train.lora_sft import TrainConfig, run
 
@@ -78,6 +78,19 @@ def test_sampling_is_repeatable_with_a_seed_and_honours_its_controls():
     assert sample(logits, SamplingParams(temperature=0, presence_penalty=2.0), {1: 1}, None)[0] == 2
     top = sample(logits, SamplingParams(temperature=0, top_logprobs=2), {}, None)[2]
     assert [token for token, _ in top] == [1, 2]
+
+
+def test_incremental_detokenizing_gives_the_full_decode_and_never_half_a_character(tokenizer):
+    text = "Grüße aus Köln 🐉🔥 東京で会いましょう — naïve café, ok."
+    tokens = tokenizer(text, add_special_tokens=False).input_ids
+    sequence = _Sequence(request=None, slot=0, adapter=None, length=0, next_token=-1)
+    seen = []
+    for token in tokens:
+        sequence.generated.append(token)
+        seen.append(_detokenize(tokenizer, sequence))
+        assert "\ufffd" not in seen[-1] and text.startswith(seen[-1])
+    assert seen[-1] == text
+    assert len(set(seen)) < len(tokens)  # some tokens held half a character and added nothing until completed
 
 
 def test_with_bf16_products_a_rows_logits_do_not_depend_on_the_rest_of_the_batch(default_model_dir, tokenizer):

@@ -83,6 +83,10 @@ class _Sequence:
     generated: list[int] = field(default_factory=list)
     counts: dict[int, int] = field(default_factory=dict)
     sent_chars: int = 0
+    text: str = ""
+    """The answer decoded up to `read_offset`, the tokens that make whole characters (see `_detokenize`)."""
+    prefix_offset: int = 0
+    read_offset: int = 0
     sampled: int = 0
     """Tokens sampled, the end-of-turn token included: the completion's token count."""
     generator: torch.Generator | None = None
@@ -227,7 +231,7 @@ class Engine:
         sequence.generated.append(token)
         sequence.counts[token] = sequence.counts.get(token, 0) + 1
         sequence.next_token = token
-        text = tokenizer.decode(sequence.generated, skip_special_tokens=True)
+        text = _detokenize(tokenizer, sequence)
         stop_at = _find_stop(text, params.stop)
         if stop_at is not None:
             request.emit(TokenOutput(text[sequence.sent_chars:stop_at], token, logprob, top))
@@ -242,7 +246,7 @@ class Engine:
         sequence.sent_chars = max(sequence.sent_chars, safe)
         out_of_room = sequence.length + 1 >= decoder.max_len
         if len(sequence.generated) >= params.max_tokens or out_of_room:
-            self._finish(sequence, tokenizer, "length", text=text)
+            self._finish(sequence, tokenizer, "length")  # a full decode: a last partial character is kept too
 
     def _finish(self, sequence: _Sequence, tokenizer, reason: str, text: str | None = None) -> None:
         """Flush text held back for a possible stop string, then report the end."""
@@ -315,6 +319,24 @@ def sample(logits: torch.Tensor, params: SamplingParams, counts: dict[int, int],
     values, ids = torch.topk(logprobs, max(params.top_logprobs, 1))
     top = [(int(i), float(v)) for i, v in zip(ids, values)][: params.top_logprobs]
     return token, float(logprobs[token]), top
+
+
+def _detokenize(tokenizer, sequence: _Sequence) -> str:
+    """The answer's text so far, decoding only the tokens since the last whole character and a few before.
+
+    Decoding the whole answer at every step costs time in proportion to its length (~170 us a row at 1,000
+    tokens, a tenth of a 32-row step). The tokens from `prefix_offset` are decoded with and without the new
+    ones, and the difference is appended, once it no longer ends in a partial UTF-8 character; decoding from a
+    few tokens back keeps whatever a tokenizer does at the start of a text (a dropped leading space) out of
+    the difference.
+    """
+    tokens = sequence.generated
+    before = tokenizer.decode(tokens[sequence.prefix_offset:sequence.read_offset], skip_special_tokens=True)
+    after = tokenizer.decode(tokens[sequence.prefix_offset:], skip_special_tokens=True)
+    if len(after) > len(before) and not after.endswith("\ufffd"):
+        sequence.text += after[len(before):]
+        sequence.prefix_offset, sequence.read_offset = sequence.read_offset, len(tokens)
+    return sequence.text
 
 
 def _stop_token_ids(tokenizer) -> set[int]:
