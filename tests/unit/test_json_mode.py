@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from tunehouse.serve.json_mode import COMPLETE, INVALID, PARTIAL, scan
+import torch
+
+from tunehouse.serve.json_mode import COMPLETE, INVALID, PARTIAL, JsonPrefix, constrain, scan
 
 VALID = ['{"a": 1}', ' {"name": "Ann", "tags": ["x", "y"], "n": -1.5e3, "ok": true, "z": null}',
          '{"nested": {"deep": [[], {}]}, "s": "quote \\" and \\u00e9"}', "{}"]
@@ -22,8 +24,30 @@ def test_a_literal_cut_short_is_partial():
     assert scan('{"a": tru') == PARTIAL and scan('{"a": -') == PARTIAL
 
 
-@pytest.mark.parametrize("text", ['[1, 2]', '"a"', '{"a" 1}', '{"a": trux}', '{a: 1}', '{"a": 01}',
-                                  '{"a": 1,}', '{"a": [1}', '{"a": 1}}', '{"a": 1} x', 'Sure! {"a": 1}',
-                                  '{"a": "\\q"}'])
+NOT_OBJECTS = ['[1, 2]', '"a"', '{"a" 1}', '{"a": trux}', '{a: 1}', '{"a": 01}', '{"a": 1,}', '{"a": [1}',
+               '{"a": 1}}', '{"a": 1} x', 'Sure! {"a": 1}', '{"a": "\\q"}']
+
+
+@pytest.mark.parametrize("text", NOT_OBJECTS)
 def test_anything_else_is_invalid(text):
     assert scan(text) == INVALID, text
+
+
+@pytest.mark.parametrize("text", VALID + NOT_OBJECTS + ['{"a": tru', '{"n": 1.5e', '{"s": "\\u00'])
+def test_a_scan_fed_in_two_pieces_ends_where_one_scan_does(text):
+    for split in range(len(text) + 1):
+        state = JsonPrefix()
+        state.feed(text[:split])
+        assert state.copy().feed(text[split:]) == scan(text), (text[:split], text[split:])
+        assert state.result() == scan(text[:split])  # checking a continuation on a copy left it as it was
+
+
+def test_constrain_keeps_only_the_candidates_that_continue_the_object():
+    pieces = ['{', '"k"', ':', ' 1', '}', 'Sure', ' ', '{}']
+    logits = torch.arange(len(pieces), dtype=torch.float32)
+    state = JsonPrefix()
+    allowed = constrain(logits, state, lambda token: pieces[token], stop_ids={5})
+    assert torch.isfinite(allowed).nonzero().flatten().tolist() == [0, 6, 7]
+    state.feed('{"k":')
+    allowed = constrain(logits, state, lambda token: pieces[token], stop_ids=set())
+    assert torch.isfinite(allowed).nonzero().flatten().tolist() == [0, 1, 3, 6, 7]  # a value of any kind

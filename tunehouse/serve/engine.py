@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..cpu import native_bf16
-from .json_mode import COMPLETE, constrain, scan
+from .json_mode import COMPLETE, JsonPrefix, constrain
 from .llama import Adapter, LlamaDecoder
 
 log = logging.getLogger("tunehouse.engine")
@@ -87,6 +87,8 @@ class _Sequence:
     """The answer decoded up to `read_offset`, the tokens that make whole characters (see `_detokenize`)."""
     prefix_offset: int = 0
     read_offset: int = 0
+    json_state: JsonPrefix | None = None
+    """In JSON mode, the scan of `text` (see json_mode.py)."""
     sampled: int = 0
     """Tokens sampled, the end-of-turn token included: the completion's token count."""
     generator: torch.Generator | None = None
@@ -192,7 +194,7 @@ class Engine:
             if request.params.seed is not None:
                 generator = torch.Generator().manual_seed(request.params.seed)
             sequence = _Sequence(request, slot, adapter, length=len(request.prompt_ids), next_token=-1,
-                                 generator=generator)
+                                 generator=generator, json_state=JsonPrefix() if request.params.json_object else None)
             self._active[request.base_dir].append(sequence)
             self._accept(decoder, sequence, row)
 
@@ -219,7 +221,7 @@ class Engine:
         tokenizer = self.tokenizer_for(request.base_dir)
         stop_ids = _stop_token_ids(tokenizer)
         if params.json_object:
-            logits = constrain(logits, sequence.generated, tokenizer, stop_ids)
+            logits = constrain(logits, sequence.json_state, _continuations(tokenizer, sequence), stop_ids)
             if torch.isinf(logits).all():  # no candidate continues the object: give up where it stands
                 self._finish(sequence, tokenizer, "length")
                 return
@@ -231,14 +233,17 @@ class Engine:
         sequence.generated.append(token)
         sequence.counts[token] = sequence.counts.get(token, 0) + 1
         sequence.next_token = token
+        known = len(sequence.text)
         text = _detokenize(tokenizer, sequence)
+        if sequence.json_state is not None:
+            sequence.json_state.feed(text[known:])
         stop_at = _find_stop(text, params.stop)
         if stop_at is not None:
             request.emit(TokenOutput(text[sequence.sent_chars:stop_at], token, logprob, top))
             sequence.sent_chars = stop_at
             self._finish(sequence, tokenizer, "stop", text=text[:stop_at])
             return
-        if params.json_object and scan(text) == COMPLETE:
+        if sequence.json_state is not None and sequence.json_state.result() == COMPLETE:
             self._finish(sequence, tokenizer, "stop", text=text)
             return
         safe = _safe_prefix_length(text, params.stop)
@@ -337,6 +342,14 @@ def _detokenize(tokenizer, sequence: _Sequence) -> str:
         sequence.text += after[len(before):]
         sequence.prefix_offset, sequence.read_offset = sequence.read_offset, len(tokens)
     return sequence.text
+
+
+def _continuations(tokenizer, sequence: _Sequence) -> Callable[[int], str]:
+    """For JSON mode: the text a candidate token would add after `sequence.text` (with any partial character
+    the tokens since it hold), decoding the same few tokens `_detokenize` does, not the whole answer."""
+    window = sequence.generated[sequence.prefix_offset:]
+    before = tokenizer.decode(window[: sequence.read_offset - sequence.prefix_offset], skip_special_tokens=True)
+    return lambda token: tokenizer.decode(window + [token], skip_special_tokens=True)[len(before):]
 
 
 def _stop_token_ids(tokenizer) -> set[int]:

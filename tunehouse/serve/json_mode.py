@@ -8,6 +8,7 @@ as the object is complete.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import torch
 
@@ -20,130 +21,163 @@ _LITERALS = ("true", "false", "null")
 
 def scan(text: str) -> str:
     """Is `text` (leading whitespace allowed) a JSON object, the beginning of one, or neither?"""
-    stack: list[str] = []
-    expect = "start"  # start | key_or_close | key | colon | value | value_or_close | after_value | done
-    i, n = 0, len(text)
-    while i < n:
-        char = text[i]
-        if expect == "done":
-            return COMPLETE if text[i:].strip() == "" else INVALID
+    return JsonPrefix().feed(text)
+
+
+class JsonPrefix:
+    """Where a scan of a JSON object stands after the text fed so far, so that more text is checked without
+    reading it all again: a sequence keeps one for its answer, and each candidate token is checked on a copy.
+
+    It reads one character at a time; a string, number or literal cut short is partial, not invalid.
+    """
+
+    __slots__ = ("stack", "expect", "lexeme", "buffer", "escape", "is_key", "invalid")
+
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+        self.expect = "start"  # start | key_or_close | key | colon | value | value_or_close | after_value | done
+        self.lexeme: str | None = None  # None | "string" | "number" | "literal": one being read
+        self.buffer = ""  # the number or literal read so far
+        self.escape = 0  # in a string: 0, -1 after a backslash, n > 0 while n hex digits of \uXXXX remain
+        self.is_key = False
+        self.invalid = False
+
+    def copy(self) -> JsonPrefix:
+        other = JsonPrefix.__new__(JsonPrefix)
+        for name in self.__slots__:
+            setattr(other, name, getattr(self, name))
+        other.stack = list(self.stack)
+        return other
+
+    def feed(self, text: str) -> str:
+        for char in text:
+            if self.invalid:
+                break
+            self._char(char)
+        return self.result()
+
+    def result(self) -> str:
+        if self.invalid:
+            return INVALID
+        return COMPLETE if self.expect == "done" else PARTIAL
+
+    def _char(self, char: str) -> None:
+        if self.lexeme == "string":
+            return self._in_string(char)
+        if self.lexeme is not None:  # a number or a literal: this character extends it, or it has ended
+            if self._extends_lexeme(char):
+                return
+            complete = _NUMBER.fullmatch(self.buffer) if self.lexeme == "number" else self.buffer in _LITERALS
+            if not complete:
+                return self._fail()
+            self.lexeme, self.expect = None, "after_value"
         if char in " \t\r\n":
-            i += 1
-            continue
+            return
+        expect = self.expect
         if expect == "start":
             if char != "{":
-                return INVALID
-            stack.append("{")
-            expect, i = "key_or_close", i + 1
+                return self._fail()
+            self.stack.append("{")
+            self.expect = "key_or_close"
         elif expect in ("key_or_close", "key"):
             if char == "}" and expect == "key_or_close":
-                expect, i = _close(stack, "{"), i + 1
+                self._close("{")
             elif char == '"':
-                i = _skip_string(text, i)
-                if i < 0:
-                    return PARTIAL if i == -1 else INVALID
-                expect = "colon"
+                self.lexeme, self.is_key = "string", True
             else:
-                return INVALID
+                self._fail()
         elif expect == "colon":
             if char != ":":
-                return INVALID
-            expect, i = "value", i + 1
+                return self._fail()
+            self.expect = "value"
         elif expect in ("value", "value_or_close"):
             if char == "]" and expect == "value_or_close":
-                expect, i = _close(stack, "["), i + 1
+                self._close("[")
             elif char in "{[":
-                stack.append(char)
-                expect, i = ("key_or_close" if char == "{" else "value_or_close"), i + 1
+                self.stack.append(char)
+                self.expect = "key_or_close" if char == "{" else "value_or_close"
             elif char == '"':
-                i = _skip_string(text, i)
-                if i < 0:
-                    return PARTIAL if i == -1 else INVALID
-                expect = "after_value"
+                self.lexeme, self.is_key = "string", False
             elif char == "-" or char.isdigit():
-                end = i
-                while end < n and text[end] in "+-.eE0123456789":
-                    end += 1
-                token = text[i:end]
-                if end == n:
-                    return PARTIAL if _NUMBER_PREFIX.fullmatch(token) else INVALID
-                if not _NUMBER.fullmatch(token):
-                    return INVALID
-                expect, i = "after_value", end
+                self.lexeme, self.buffer = "number", char
             elif char.isalpha():
-                end = i
-                while end < n and text[end].isalpha():
-                    end += 1
-                word = text[i:end]
-                if end == n:
-                    return PARTIAL if any(literal.startswith(word) for literal in _LITERALS) else INVALID
-                if word not in _LITERALS:
-                    return INVALID
-                expect, i = "after_value", end
+                self.lexeme, self.buffer = "literal", ""
+                self._extends_lexeme(char)
             else:
-                return INVALID
+                self._fail()
         elif expect == "after_value":
             if char == ",":
-                expect = "key" if stack[-1] == "{" else "value"
+                self.expect = "key" if self.stack[-1] == "{" else "value"
             elif char in "}]":
-                expect = _close(stack, "{" if char == "}" else "[")
-                if expect == "invalid":
-                    return INVALID
+                self._close("{" if char == "}" else "[")
             else:
-                return INVALID
-            i += 1
-    return COMPLETE if expect == "done" else PARTIAL
+                self._fail()
+        else:  # done: only whitespace may follow the object
+            self._fail()
+
+    def _in_string(self, char: str) -> None:
+        if self.escape == -1:
+            if char == "u":
+                self.escape = 4
+            elif char in '"\\/bfnrt':
+                self.escape = 0
+            else:
+                self._fail()
+        elif self.escape > 0:
+            if char not in "0123456789abcdefABCDEF":
+                return self._fail()
+            self.escape -= 1
+        elif char == "\\":
+            self.escape = -1
+        elif char == '"':
+            self.lexeme = None
+            self.expect = "colon" if self.is_key else "after_value"
+        elif ord(char) < 0x20:
+            self._fail()
+
+    def _extends_lexeme(self, char: str) -> bool:
+        if self.lexeme == "number":
+            if char not in "+-.eE0123456789":
+                return False
+            self.buffer += char
+            if not _NUMBER_PREFIX.fullmatch(self.buffer):
+                self._fail()
+            return True
+        if not char.isalpha():
+            return False
+        self.buffer += char
+        if not any(literal.startswith(self.buffer) for literal in _LITERALS):
+            self._fail()
+        return True
+
+    def _close(self, opener: str) -> None:
+        if not self.stack or self.stack[-1] != opener:
+            return self._fail()
+        self.stack.pop()
+        self.expect = "done" if not self.stack else "after_value"
+
+    def _fail(self) -> None:
+        self.invalid = True
 
 
-def _close(stack: list[str], opener: str) -> str:
-    if not stack or stack[-1] != opener:
-        return "invalid"
-    stack.pop()
-    return "done" if not stack else "after_value"
-
-
-def _skip_string(text: str, start: int) -> int:
-    """Index after the string opening at `start`; -1 if it runs to the end (partial), -2 if invalid."""
-    i = start + 1
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            if i + 1 >= len(text):
-                return -1
-            escape = text[i + 1]
-            if escape == "u":
-                digits = text[i + 2 : i + 6]
-                if not all(c in "0123456789abcdefABCDEF" for c in digits):
-                    return -2
-                if len(digits) < 4:
-                    return -1
-                i += 6
-                continue
-            if escape not in '"\\/bfnrt':
-                return -2
-            i += 2
-            continue
-        if char == '"':
-            return i + 1
-        if ord(char) < 0x20:
-            return -2
-        i += 1
-    return -1
-
-
-def constrain(logits: torch.Tensor, generated: list[int], tokenizer, stop_ids: set[int]) -> torch.Tensor:
+def constrain(logits: torch.Tensor, state: JsonPrefix, continuation: Callable[[int], str],
+              stop_ids: set[int]) -> torch.Tensor:
     """Logits with every candidate that would break the JSON object masked out (and all but the top
-    candidates, which are the only ones checked). End-of-turn tokens are never allowed: the answer ends when
-    the object completes."""
+    candidates, which are the only ones checked). `state` is the scan of the answer so far and
+    `continuation(token)` the text a token would add to it. End-of-turn tokens are never allowed: the answer
+    ends when the object completes."""
     masked = torch.full_like(logits, float("-inf"))
-    ranked = torch.argsort(logits, descending=True).tolist()
     allowed = 0
+    top = torch.topk(logits, min(CANDIDATES, len(logits))).indices.tolist()
     # the top candidates first; when none of them fits (the model wants prose), look further down
-    for start in range(0, len(ranked), CANDIDATES):
-        for token in ranked[start : start + CANDIDATES]:
+    ranked = None
+    for start in range(0, len(logits), CANDIDATES):
+        if start and ranked is None:
+            ranked = torch.argsort(logits, descending=True).tolist()
+        for token in ranked[start : start + CANDIDATES] if ranked else top:
             if token in stop_ids:
                 continue
-            if scan(tokenizer.decode(generated + [token], skip_special_tokens=True)) != INVALID:
+            if state.copy().feed(continuation(token)) != INVALID:
                 masked[token] = logits[token]
                 allowed += 1
         if allowed:
