@@ -3,10 +3,14 @@ from __future__ import annotations
 import json
 
 import pytest
-
 import torch
 
-from tunehouse.serve.json_mode import COMPLETE, INVALID, PARTIAL, JsonPrefix, constrain, scan
+from tunehouse.serve.json_mode import COMPLETE, INVALID, PARTIAL, JsonPrefix, constrain
+
+
+def scan(text: str) -> str:
+    return JsonPrefix().feed(text)
+
 
 VALID = ['{"a": 1}', ' {"name": "Ann", "tags": ["x", "y"], "n": -1.5e3, "ok": true, "z": null}',
          '{"nested": {"deep": [[], {}]}, "s": "quote \\" and \\u00e9"}', "{}"]

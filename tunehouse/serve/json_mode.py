@@ -19,14 +19,10 @@ _NUMBER = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?")
 _LITERALS = ("true", "false", "null")
 
 
-def scan(text: str) -> str:
-    """Is `text` (leading whitespace allowed) a JSON object, the beginning of one, or neither?"""
-    return JsonPrefix().feed(text)
-
-
 class JsonPrefix:
-    """Where a scan of a JSON object stands after the text fed so far, so that more text is checked without
-    reading it all again: a sequence keeps one for its answer, and each candidate token is checked on a copy.
+    """Whether the text fed so far (leading whitespace allowed) is a JSON object, the beginning of one, or
+    neither, kept as where the scan stands, so that more text is checked without reading it all again: a
+    sequence keeps one for its answer, and each candidate token is checked on a copy.
 
     It reads one character at a time; a string, number or literal cut short is partial, not invalid.
     """
