@@ -55,3 +55,10 @@ def test_constrain_keeps_only_the_candidates_that_continue_the_object():
     state.feed('{"k":')
     allowed = constrain(logits, state, lambda token: pieces[token], stop_ids=set())
     assert torch.isfinite(allowed).nonzero().flatten().tolist() == [0, 1, 3, 6, 7]  # a value of any kind
+
+
+def test_constrain_looks_past_the_top_candidates_when_none_of_them_fits():
+    pieces = ["Sure"] * 100 + ["{"]  # the model wants prose: the object's opening brace is its least likely token
+    logits = torch.arange(len(pieces), 0, -1, dtype=torch.float32)
+    allowed = constrain(logits, JsonPrefix(), lambda token: pieces[token], stop_ids=set())
+    assert torch.isfinite(allowed).nonzero().flatten().tolist() == [100]

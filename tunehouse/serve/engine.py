@@ -335,21 +335,27 @@ def _detokenize(tokenizer, sequence: _Sequence) -> str:
     few tokens back keeps whatever a tokenizer does at the start of a text (a dropped leading space) out of
     the difference.
     """
-    tokens = sequence.generated
-    before = tokenizer.decode(tokens[sequence.prefix_offset:sequence.read_offset], skip_special_tokens=True)
-    after = tokenizer.decode(tokens[sequence.prefix_offset:], skip_special_tokens=True)
+    window, before = _window(tokenizer, sequence)
+    after = tokenizer.decode(window, skip_special_tokens=True)
     if len(after) > len(before) and not after.endswith("\ufffd"):
         sequence.text += after[len(before):]
-        sequence.prefix_offset, sequence.read_offset = sequence.read_offset, len(tokens)
+        sequence.prefix_offset, sequence.read_offset = sequence.read_offset, len(sequence.generated)
     return sequence.text
 
 
 def _continuations(tokenizer, sequence: _Sequence) -> Callable[[int], str]:
     """For JSON mode: the text a candidate token would add after `sequence.text` (with any partial character
     the tokens since it hold), decoding the same few tokens `_detokenize` does, not the whole answer."""
-    window = sequence.generated[sequence.prefix_offset:]
-    before = tokenizer.decode(window[: sequence.read_offset - sequence.prefix_offset], skip_special_tokens=True)
+    window, before = _window(tokenizer, sequence)
     return lambda token: tokenizer.decode(window + [token], skip_special_tokens=True)[len(before):]
+
+
+def _window(tokenizer, sequence: _Sequence) -> tuple[list[int], str]:
+    """The tokens from `prefix_offset` on, and the text of those before `read_offset` (the end of
+    `sequence.text`, decoded from the same first token)."""
+    window = sequence.generated[sequence.prefix_offset:]
+    settled = window[: sequence.read_offset - sequence.prefix_offset]
+    return window, tokenizer.decode(settled, skip_special_tokens=True)
 
 
 def _stop_token_ids(tokenizer) -> set[int]:

@@ -164,18 +164,20 @@ def constrain(logits: torch.Tensor, state: JsonPrefix, continuation: Callable[[i
     ends when the object completes."""
     masked = torch.full_like(logits, float("-inf"))
     allowed = 0
-    top = torch.topk(logits, min(CANDIDATES, len(logits))).indices.tolist()
-    # the top candidates first; when none of them fits (the model wants prose), look further down
-    ranked = None
-    for start in range(0, len(logits), CANDIDATES):
-        if start and ranked is None:
-            ranked = torch.argsort(logits, descending=True).tolist()
-        for token in ranked[start : start + CANDIDATES] if ranked else top:
-            if token in stop_ids:
-                continue
-            if state.copy().feed(continuation(token)) != INVALID:
+    for candidates in _likeliest_first(logits):
+        for token in candidates:
+            if token not in stop_ids and state.copy().feed(continuation(token)) != INVALID:
                 masked[token] = logits[token]
                 allowed += 1
         if allowed:
             break
     return masked
+
+
+def _likeliest_first(logits: torch.Tensor):
+    """Token ids in groups of CANDIDATES, likeliest first: the top group from topk, and the whole vocabulary
+    sorted only when no candidate of that group fits (the model wants prose)."""
+    yield torch.topk(logits, min(CANDIDATES, len(logits))).indices.tolist()
+    ranked = torch.argsort(logits, descending=True).tolist()
+    for start in range(CANDIDATES, len(ranked), CANDIDATES):
+        yield ranked[start : start + CANDIDATES]
