@@ -237,9 +237,9 @@ def test_compact_llama_forward_matches_transformers_layers(tiny_model_dir, datas
 
 
 def test_compact_forward_pieces_match_their_definitions():
-    """RMSNorm, SwiGLU and the rotation of train/llama_body.py: the forward of their definition, and a
-    backward that gradcheck accepts (float64)."""
-    from tunehouse.train.llama_body import Rotate, RMSNorm, SwiGLU
+    """RMSNorm, SwiGLU and the split of q, k and v (with the rotation) of train/llama_body.py: the forward of
+    their definition, and a backward that gradcheck accepts (float64)."""
+    from tunehouse.train.llama_body import RMSNorm, SplitHeads, SwiGLU
 
     torch.manual_seed(0)
     x = torch.randn(6, 16, dtype=torch.float64, requires_grad=True)
@@ -247,13 +247,20 @@ def test_compact_forward_pieces_match_their_definitions():
     torch.testing.assert_close(RMSNorm.apply(x, weight, 1e-5),
                                torch.nn.functional.rms_norm(x, (16,), weight, 1e-5))
     assert torch.autograd.gradcheck(lambda x: RMSNorm.apply(x, weight, 1e-5), (x,))
-    gate, up = torch.randn(6, 16, dtype=torch.float64, requires_grad=True), torch.randn(6, 16, dtype=torch.float64)
-    torch.testing.assert_close(SwiGLU.apply(gate, up), torch.nn.functional.silu(gate) * up)
-    assert torch.autograd.gradcheck(lambda gate: SwiGLU.apply(gate, up), (gate,))
-    heads = torch.randn(2, 5, 3, 8, dtype=torch.float64, requires_grad=True)  # (B, T, heads, D)
-    angles = torch.randn(5, 1, 4, dtype=torch.float64)
-    half = heads.shape[-1] // 2
-    rotated_half = torch.cat([-heads[..., half:], heads[..., :half]], dim=-1)  # transformers' rotate_half
-    expected = heads * angles.cos().repeat(1, 1, 2) + rotated_half * angles.sin().repeat(1, 1, 2)
-    torch.testing.assert_close(Rotate.apply(heads, angles.cos(), angles.sin()), expected)
-    assert torch.autograd.gradcheck(lambda h: Rotate.apply(h, angles.cos(), angles.sin()), (heads,))
+    gate_up = torch.randn(6, 32, dtype=torch.float64, requires_grad=True)
+    gate, up = gate_up.chunk(2, dim=-1)
+    torch.testing.assert_close(SwiGLU.apply(gate_up), torch.nn.functional.silu(gate) * up)
+    assert torch.autograd.gradcheck(SwiGLU.apply, (gate_up,))
+    batch, steps, heads, kv_heads, dim = 2, 5, 4, 2, 8
+    qkv = torch.randn(batch * steps, (heads + 2 * kv_heads) * dim, dtype=torch.float64, requires_grad=True)
+    angles = torch.randn(steps, 1, dim // 2, dtype=torch.float64)
+    parts = qkv.view(batch, steps, heads + 2 * kv_heads, dim)
+    half = dim // 2
+    rotated_half = torch.cat([-parts[..., half:], parts[..., :half]], dim=-1)  # transformers' rotate_half
+    rotated = parts * angles.cos().repeat(1, 1, 2) + rotated_half * angles.sin().repeat(1, 1, 2)
+    expected = (rotated[:, :, :heads], rotated[:, :, heads : heads + kv_heads], parts[:, :, heads + kv_heads :])
+    split = SplitHeads.apply(qkv, angles.cos(), angles.sin(), batch, heads, kv_heads)
+    for got, want in zip(split, expected):
+        torch.testing.assert_close(got, want.transpose(1, 2))  # (B, heads, T, D)
+    assert torch.autograd.gradcheck(
+        lambda qkv: SplitHeads.apply(qkv, angles.cos(), angles.sin(), batch, heads, kv_heads), (qkv,))

@@ -5,8 +5,9 @@ and in training most of a step is such calls, not matrix products (docs/training
 - q, k and v are one bf16 product, and so are gate and up; the LoRA A products of the projections that
   share an input are one product too;
 - each projection keeps its input for backward once, in bf16 (half the memory of fp32);
-- the rotation of q and k is one operation, and RMSNorm one, each with a hand-written backward; SiLU is
-  recomputed in backward.
+- splitting q, k and v out of their product (with the rotation of q and k), RMSNorm and SwiGLU are one
+  operation each, with a hand-written backward whose gradient is one tensor (no zero-filled slices added
+  up, no concatenation); SiLU is recomputed in backward.
 
 The PEFT model still owns every parameter (the fused bf16 weights are the base layers' own storage, seen
 through views), so the optimizer, checkpoints and adapter files are what they were. It is installed as the
@@ -62,25 +63,37 @@ class FusedLora(torch.autograd.Function):
         return grad_x, None, None, grad_a, *grad_bs
 
 
-class Rotate(torch.autograd.Function):
-    """Rotary position embedding, as transformers applies it (the two halves of each head rotated), with a
-    backward that is the rotation by the opposite angle: two passes each way instead of autograd's chain."""
+class SplitHeads(torch.autograd.Function):
+    """q, k and v as (B, heads, T, D) views from the fused projection's output (B*T, (heads + 2 kv) D), q and
+    k rotated by the rotary embedding as transformers applies it (the two halves of each head). Backward is
+    the rotation by the opposite angle, written with v's gradient into one tensor of the projection's shape:
+    autograd's slices would each fill a zero tensor of that shape, copy their part in and add them up."""
 
     @staticmethod
-    def forward(ctx, x, cos, sin):
+    def forward(ctx, qkv, cos, sin, batch, heads, kv_heads):
         ctx.save_for_backward(cos, sin)
-        return _rotate(x, cos, sin)
+        ctx.heads = heads + kv_heads
+        parts = qkv.view(batch, cos.shape[0], heads + 2 * kv_heads, -1)
+        out = torch.empty(parts.shape, dtype=parts.dtype)
+        _rotate(parts[:, :, :ctx.heads], cos, sin, out=out[:, :, :ctx.heads])
+        out[:, :, ctx.heads:] = parts[:, :, ctx.heads:]
+        return tuple(out[:, :, part].transpose(1, 2) for part in
+                     (slice(0, heads), slice(heads, ctx.heads), slice(ctx.heads, None)))
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx, grad_q, grad_k, grad_v):
         cos, sin = ctx.saved_tensors
-        return _rotate(grad, cos, -sin), None, None
+        grad_q, grad_k, grad_v = (grad.transpose(1, 2) for grad in (grad_q, grad_k, grad_v))  # (B, T, h, D)
+        grad = torch.empty((*grad_q.shape[:2], ctx.heads + grad_v.shape[2], grad_q.shape[3]), dtype=grad_q.dtype)
+        _rotate(grad_q, cos, -sin, out=grad[:, :, : grad_q.shape[2]])
+        _rotate(grad_k, cos, -sin, out=grad[:, :, grad_q.shape[2] : ctx.heads])
+        grad[:, :, ctx.heads :] = grad_v
+        return grad.view(-1, grad.shape[2] * grad.shape[3]), None, None, None, None, None
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x (..., D) with cos and sin (..., D/2) broadcast: (x1 cos - x2 sin, x2 cos + x1 sin)."""
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """x (..., D) with cos and sin (..., D/2) broadcast, into `out`: (x1 cos - x2 sin, x2 cos + x1 sin)."""
     x1, x2 = x.chunk(2, dim=-1)
-    out = torch.empty(x.shape, dtype=x.dtype)
     out1, out2 = out.chunk(2, dim=-1)
     torch.mul(x1, cos, out=out1).addcmul_(x2, sin, value=-1)
     torch.mul(x2, cos, out=out2).addcmul_(x1, sin)
@@ -102,28 +115,31 @@ class RMSNorm(torch.autograd.Function):
         x, weight, inverse_rms = ctx.saved_tensors
         grad_normed = grad * weight
         # d/dx of x r: r (g - x r^2 <g, x> / n), with r = 1 / rms(x) and n the width
-        along_x = torch.bmm(grad_normed.unsqueeze(1), x.unsqueeze(2)).squeeze(2)  # <g, x> per row, one pass
+        along_x = torch.linalg.vecdot(grad_normed, x).unsqueeze(-1)  # <g, x> per row (7x faster than bmm)
         along_x.mul_(inverse_rms.square()).div_(x.shape[-1])
         return grad_normed.sub_(x * along_x).mul_(inverse_rms), None, None
 
 
 class SwiGLU(torch.autograd.Function):
-    """silu(gate) * up, keeping only gate and up for backward (SiLU recomputed there)."""
+    """silu(gate) * up from the gate and up halves of one projection's output, keeping only that output for
+    backward (SiLU recomputed there); the gradient is one tensor of its shape (autograd's `chunk` would
+    concatenate two), made by two fused kernels where the chain rule written out takes eight passes."""
 
     @staticmethod
-    def forward(ctx, gate, up):
-        ctx.save_for_backward(gate, up)
+    def forward(ctx, gate_up):
+        ctx.save_for_backward(gate_up)
+        gate, up = gate_up.chunk(2, dim=-1)
         return F.silu(gate).mul_(up)
 
     @staticmethod
     def backward(ctx, grad):
-        gate, up = ctx.saved_tensors
-        sigmoid = torch.sigmoid(gate)
-        silu = gate * sigmoid
-        grad_up = grad * silu
-        # d silu / d gate = sigmoid + silu * (1 - sigmoid)
-        grad_gate = silu.mul_(1 - sigmoid).add_(sigmoid).mul_(up).mul_(grad)
-        return grad_gate, grad_up
+        (gate_up,) = ctx.saved_tensors
+        gate, up = gate_up.chunk(2, dim=-1)
+        grad_gate_up = torch.empty_like(gate_up)
+        grad_gate, grad_up = grad_gate_up.chunk(2, dim=-1)
+        torch.mul(F.silu(gate), grad, out=grad_up)
+        torch.ops.aten.silu_backward.grad_input(grad * up, gate, grad_input=grad_gate)
+        return grad_gate_up
 
 
 def install(peft_model) -> bool:
@@ -190,16 +206,11 @@ class _Body:
     def _layer(self, layer, x, batch, steps, cos, sin):
         d, heads, kv_heads = self.head_dim, self.heads, self.kv_heads
         h = RMSNorm.apply(x, layer["input_norm"], self.eps)
-        qkv = self._project(layer["qkv"], h)
-        rotated = Rotate.apply(qkv[:, : (heads + kv_heads) * d].view(batch, steps, heads + kv_heads, d), cos, sin)
-        q = rotated[:, :, :heads].transpose(1, 2)
-        k = rotated[:, :, heads:].transpose(1, 2)
-        v = qkv[:, (heads + kv_heads) * d :].view(batch, steps, kv_heads, d).transpose(1, 2)
+        q, k, v = SplitHeads.apply(self._project(layer["qkv"], h), cos, sin, batch, heads, kv_heads)
         attended = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=kv_heads != heads)
         x = x + self._project(layer["o"], attended.transpose(1, 2).reshape(batch * steps, heads * d))
         h = RMSNorm.apply(x, layer["post_norm"], self.eps)
-        gate, up = self._project(layer["gate_up"], h).chunk(2, dim=-1)
-        return x + self._project(layer["down"], SwiGLU.apply(gate, up))
+        return x + self._project(layer["down"], SwiGLU.apply(self._project(layer["gate_up"], h)))
 
     def _project(self, fused, x):
         weight, lora_as, lora_bs = fused
