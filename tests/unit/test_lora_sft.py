@@ -201,6 +201,31 @@ def test_validation_in_row_groups_gives_the_whole_set_loss(tiny_model_dir, datas
     assert model.training  # left in training mode
 
 
+def test_head_in_chunks_gives_the_loss_and_gradient_of_one_pass(tiny_model_dir, tokenizer):
+    """loss_step sends the loss positions through the vocabulary head HEAD_ROWS at a time: the summed loss,
+    the right predictions and the gradients are those of the whole head at once."""
+    from tunehouse.train import lora_sft
+
+    long_answer = " ".join(f"word{i}" for i in range(80))
+    examples = [render_chat([{"role": "user", "content": f"List {n}."}, {"role": "assistant", "content": long_answer}],
+                            tokenizer) for n in range(3)]
+    batch = lora_sft.collate(examples, [0, 1, 2], pad_id=0)
+    assert int(batch["loss_mask"].sum()) > 2 * lora_sft.HEAD_ROWS
+    results = []
+    for head_rows in (lora_sft.HEAD_ROWS, 100_000):
+        model = lora_sft.load_model(config_for(tiny_model_dir, "unused"))
+        give_lora_b_values(model)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(lora_sft, "HEAD_ROWS", head_rows)
+            loss, count, right = lora_sft.loss_step(model, batch)
+        loss.backward()
+        results.append((float(loss), count, right, [p.grad for p in model.parameters() if p.requires_grad]))
+    (chunked_loss, *chunked_counts, chunked_grads), (whole_loss, *whole_counts, whole_grads) = results
+    assert chunked_loss == pytest.approx(whole_loss, rel=1e-5) and chunked_counts == whole_counts
+    for chunked, whole in zip(chunked_grads, whole_grads):
+        torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-6)
+
+
 def test_right_predictions_are_counted_as_argmax_does():
     from tunehouse.train.lora_sft import count_right
 

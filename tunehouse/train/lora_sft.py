@@ -274,20 +274,28 @@ def collate(examples: list[Rendered], indices: list[int], pad_id: int) -> dict[s
 # ---------------------------------------------------------------------------------------------------------
 
 
+HEAD_ROWS = 64
+"""Loss positions per pass through the vocabulary head: a chunk's fp32 logits (64 x 49k words, 12.6 MB)
+stay under the size that the allocator maps afresh (cpu.map_large_allocations), so they reuse memory."""
+
+
 def loss_step(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
     """Summed cross-entropy over the loss positions, their count, and how many were predicted right.
 
     Token t is predicted from position t-1, so the hidden states at positions whose *next* token carries
-    loss are the only ones that go through the vocabulary head.
+    loss are the only ones that go through the vocabulary head, `HEAD_ROWS` at a time.
     """
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     hidden = causal_lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     targets_at = batch["loss_mask"][:, 1:]  # (B, T-1)
     selected = hidden[:, :-1][targets_at]  # (N, H)
-    logits = causal_lm.lm_head(selected).float()  # (N, V)
     targets = batch["input_ids"][:, 1:][targets_at]  # (N,)
-    loss_sum = F.cross_entropy(logits, targets, reduction="sum")
-    return loss_sum, int(targets.numel()), count_right(logits.detach(), targets)
+    loss_sum, right = torch.zeros(()), 0
+    for start in range(0, len(targets), HEAD_ROWS):
+        logits = causal_lm.lm_head(selected[start : start + HEAD_ROWS]).float()  # (rows, V)
+        loss_sum = loss_sum + F.cross_entropy(logits, targets[start : start + HEAD_ROWS], reduction="sum")
+        right += count_right(logits.detach(), targets[start : start + HEAD_ROWS])
+    return loss_sum, int(targets.numel()), right
 
 
 def count_right(logits: torch.Tensor, targets: torch.Tensor) -> int:
