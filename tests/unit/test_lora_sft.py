@@ -262,9 +262,9 @@ def test_compact_llama_forward_matches_transformers_layers(tiny_model_dir, datas
 
 
 def test_compact_forward_pieces_match_their_definitions():
-    """RMSNorm, SwiGLU and the split of q, k and v (with the rotation) of train/llama_body.py: the forward of
-    their definition, and a backward that gradcheck accepts (float64)."""
-    from tunehouse.train.llama_body import RMSNorm, SplitHeads, SwiGLU
+    """RMSNorm, SwiGLU and attention (with the rotation) of train/llama_body.py: the forward of their
+    definition, and a backward that gradcheck accepts (float64)."""
+    from tunehouse.train.llama_body import CausalSelfAttention, RMSNorm, SwiGLU
 
     torch.manual_seed(0)
     x = torch.randn(6, 16, dtype=torch.float64, requires_grad=True)
@@ -282,10 +282,12 @@ def test_compact_forward_pieces_match_their_definitions():
     parts = qkv.view(batch, steps, heads + 2 * kv_heads, dim)
     half = dim // 2
     rotated_half = torch.cat([-parts[..., half:], parts[..., :half]], dim=-1)  # transformers' rotate_half
-    rotated = parts * angles.cos().repeat(1, 1, 2) + rotated_half * angles.sin().repeat(1, 1, 2)
-    expected = (rotated[:, :, :heads], rotated[:, :, heads : heads + kv_heads], parts[:, :, heads + kv_heads :])
-    split = SplitHeads.apply(qkv, angles.cos(), angles.sin(), batch, heads, kv_heads)
-    for got, want in zip(split, expected):
-        torch.testing.assert_close(got, want.transpose(1, 2))  # (B, heads, T, D)
+    rotated = (parts * angles.cos().repeat(1, 1, 2) + rotated_half * angles.sin().repeat(1, 1, 2)).transpose(1, 2)
+    q, k, v = rotated[:, :heads], rotated[:, heads : heads + kv_heads], parts.transpose(1, 2)[:, heads + kv_heads :]
+    group = heads // kv_heads  # transformers' repeat_kv: query head h reads key head h // group
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        q, k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1), is_causal=True)
+    attended = CausalSelfAttention.apply(qkv, angles.cos(), angles.sin(), batch, heads, kv_heads)
+    torch.testing.assert_close(attended, expected.transpose(1, 2).reshape(batch * steps, heads * dim))
     assert torch.autograd.gradcheck(
-        lambda qkv: SplitHeads.apply(qkv, angles.cos(), angles.sin(), batch, heads, kv_heads), (qkv,))
+        lambda qkv: CausalSelfAttention.apply(qkv, angles.cos(), angles.sin(), batch, heads, kv_heads), (qkv,))
