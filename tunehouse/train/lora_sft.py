@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..cpu import map_large_allocations, native_bf16
+from ..cpu import tune_malloc_for_training, native_bf16
 from ..data.render import Rendered
 from ..faults import hold_point
 from . import llama_body
@@ -276,7 +276,7 @@ def collate(examples: list[Rendered], indices: list[int], pad_id: int) -> dict[s
 
 HEAD_ROWS = 64
 """Loss positions per pass through the vocabulary head: a chunk's fp32 logits (64 x 49k words, 12.6 MB)
-stay under the size that the allocator maps afresh (cpu.map_large_allocations), so they reuse memory."""
+stay under the size that the allocator maps afresh (cpu.tune_malloc_for_training), so they reuse memory."""
 
 
 def loss_step(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
@@ -465,7 +465,7 @@ def run(
     config: TrainConfig, train_set: list[Rendered], valid_set: list[Rendered] | None = None, hooks: Hooks | None = None
 ) -> TrainResult:
     hooks = hooks or Hooks()
-    map_large_allocations()
+    tune_malloc_for_training()
     threads_before = torch.get_num_threads()
     threads = config.threads or threads_before
     lanes = config.lanes or (2 if threads >= 2 and not config.full else 1)
