@@ -110,13 +110,12 @@ class CausalSelfAttention(torch.autograd.Function):
         return grad_qkv.view(batch * steps, -1), None, None, None, None, None
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor) -> None:
     """x (..., D) with cos and sin (..., D/2) broadcast, into `out`: (x1 cos - x2 sin, x2 cos + x1 sin)."""
     x1, x2 = x.chunk(2, dim=-1)
     out1, out2 = out.chunk(2, dim=-1)
     torch.mul(x1, cos, out=out1).addcmul_(x2, sin, value=-1)
     torch.mul(x2, cos, out=out2).addcmul_(x1, sin)
-    return out
 
 
 class RMSNorm(torch.autograd.Function):
@@ -142,8 +141,8 @@ class RMSNorm(torch.autograd.Function):
 class SwiGLU(torch.autograd.Function):
     """silu(gate) * up from the gate and up halves of one projection's output, keeping only that output for
     backward (SiLU recomputed there: keeping it cost ~150 MB of peak RSS, for a gain within the machine's
-    noise); the gradient is one tensor of its shape (autograd's `chunk` would concatenate two), made by two fused kernels where the
-    chain rule written out takes eight passes."""
+    noise). The gradient is one tensor of that output's shape (autograd's `chunk` would concatenate two),
+    made by two fused kernels where the chain rule written out takes eight passes."""
 
     @staticmethod
     def forward(ctx, gate_up):

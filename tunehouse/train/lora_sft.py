@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..cpu import tune_malloc_for_training, native_bf16
+from ..cpu import native_bf16, tune_malloc_for_training
 from ..data.render import Rendered
 from ..faults import hold_point
 from . import llama_body
@@ -292,9 +292,10 @@ def loss_step(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int,
     targets = batch["input_ids"][:, 1:][targets_at]  # (N,)
     loss_sum, right = torch.zeros(()), 0
     for start in range(0, len(targets), HEAD_ROWS):
-        logits = causal_lm.lm_head(selected[start : start + HEAD_ROWS]).float()  # (rows, V)
-        loss_sum = loss_sum + F.cross_entropy(logits, targets[start : start + HEAD_ROWS], reduction="sum")
-        right += count_right(logits.detach(), targets[start : start + HEAD_ROWS])
+        rows = slice(start, start + HEAD_ROWS)
+        logits = causal_lm.lm_head(selected[rows]).float()  # (rows, V)
+        loss_sum = loss_sum + F.cross_entropy(logits, targets[rows], reduction="sum")
+        right += count_right(logits.detach(), targets[rows])
     return loss_sum, int(targets.numel()), right
 
 
