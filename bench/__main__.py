@@ -21,7 +21,7 @@ RUNS = [
     ("End to end: one job through the API", ["bench/job_overhead.py"]),
     ("Quality with everything on auto", ["bench/structured_task.py"]),
     ("Serving (HTTP API vs transformers.generate)", ["bench/serving.py"]),
-    ("Serving with int8 weights", ["bench/serving.py", "--int8"]),
+    ("Serving with bf16 products throughout", ["bench/serving.py", "--precision", "bf16"]),
 ]
 
 

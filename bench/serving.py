@@ -1,6 +1,6 @@
 """Serving speed: tunehouse's engine through its HTTP API vs plain `transformers.generate`, same machine.
 
-    .venv/bin/python bench/serving.py [--int8]
+    .venv/bin/python bench/serving.py [--precision auto|bf16|int4|fp32]
 
 Measures one stream (tokens/s and time to first token), then 32 concurrent clients asking for 64 new tokens
 each (total tokens/s), and the same 32 requests one after another. Tokens are counted from `usage`.
@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 from server import ROOT, running_server
 
-from tunehouse.cpu import native_bf16
 
 PROMPT = [{"role": "user", "content": "Write a long story about a dragon who learns to cook."}]
 
@@ -46,18 +45,27 @@ def baseline(tokens: int) -> tuple[float, float]:
     return single, batched
 
 
+def resolved_precision(precision: str) -> str:
+    """What the server made of `precision` for the default model (`auto` depends on its weights and the CPU)."""
+    from tunehouse.models.catalog import ensure_default_model
+    from tunehouse.serve.llama import LlamaDecoder
+
+    model_dir = ensure_default_model(ROOT / ".cache" / "models")
+    resolved = LlamaDecoder(model_dir, slots=1, max_len=16, precision=precision).precision
+    return resolved if precision == resolved else f"{precision}: {resolved}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--int8", action="store_true")
+    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "int4", "fp32"])
     parser.add_argument("--tokens", type=int, default=64)
     args = parser.parse_args()
     from openai import OpenAI
 
     hf_single, hf_batch = baseline(args.tokens)
     print(f"transformers.generate (fp32): one stream {hf_single:.1f} tokens/s, batch of 32 {hf_batch:.0f} tokens/s")
-    precision = "int8" if args.int8 else "auto"
     with tempfile.TemporaryDirectory() as data_dir, \
-            running_server(Path(data_dir), worker=False, TUNEHOUSE_SERVE_PRECISION=precision) as base_url:
+            running_server(Path(data_dir), worker=False, TUNEHOUSE_SERVE_PRECISION=args.precision) as base_url:
         client = OpenAI(base_url=base_url, api_key="bench", max_retries=0)
         ask = lambda: client.chat.completions.create(  # noqa: E731
             model="gpt-4o-mini", messages=PROMPT, max_tokens=args.tokens, temperature=0.8, seed=1)
@@ -79,7 +87,7 @@ def main() -> None:
         with concurrent.futures.ThreadPoolExecutor(32) as pool:
             answers = list(pool.map(lambda _: ask(), range(32)))
         concurrent_rate = sum(a.usage.completion_tokens for a in answers) / (time.perf_counter() - started)
-    mode = "int8 weights" if args.int8 else "bf16 matrix products" if native_bf16() else "fp32"
+    mode = resolved_precision(args.precision)
     print(f"tunehouse ({mode}): time to first token {first * 1000:.0f} ms, one stream {single:.1f} tokens/s, "
           f"one after another {sequential_rate:.1f} tokens/s, 32 concurrent clients {concurrent_rate:.0f} tokens/s "
           f"in total ({concurrent_rate / hf_batch:.2f}x the padded transformers batch, "

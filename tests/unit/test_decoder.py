@@ -8,7 +8,8 @@ import torch
 
 from tunehouse.data.render import render_chat
 from tunehouse.serve.engine import SamplingParams, _detokenize, _Sequence, sample
-from tunehouse.serve.llama import LlamaDecoder
+from tunehouse.cpu import native_bf16
+from tunehouse.serve.llama import INT4_GROUP, LlamaDecoder, _on_int4_grid, _Projection
 from tunehouse.train.lora_sft import TrainConfig, run
 
 
@@ -93,11 +94,13 @@ def test_incremental_detokenizing_gives_the_full_decode_and_never_half_a_charact
     assert len(set(seen)) < len(tokens)  # some tokens held half a character and added nothing until completed
 
 
-def test_with_bf16_products_a_rows_logits_do_not_depend_on_the_rest_of_the_batch(default_model_dir, tokenizer):
+@pytest.mark.parametrize("precision", ["bf16", "int4"])
+def test_a_rows_logits_do_not_depend_on_the_rest_of_the_batch(default_model_dir, tokenizer, precision):
     """Bit for bit, on the real model's shapes, for prompts run together and for decoding steps (oneDNN's
-    bf16 kernels compute each row alike up to 32 rows, and longer products go in chunks of 32 rows; fp32 goes
-    through MKL, whose one-row and many-row kernels round differently in the last bits)."""
-    decoder = LlamaDecoder(default_model_dir, slots=10, max_len=256, bf16_matmul=True)
+    bf16 kernels compute each row alike up to 32 rows, and longer products go in chunks of 32 rows; torch's
+    int4 kernel computes each row on its own; fp32 goes through MKL, whose one-row and many-row kernels
+    round differently in the last bits)."""
+    decoder = LlamaDecoder(default_model_dir, slots=10, max_len=256, precision=precision)
     prompts = [render_chat([{"role": "user", "content": "hi " * n}], tokenizer, add_generation_prompt=True).input_ids
                for n in (1, 40, 90, 7)]  # lengths in different attention buckets, padded together
     prompts.append(prompts[3][:-5] + [tokenizer.convert_tokens_to_ids("yes")] + prompts[3][-4:])  # same length
@@ -110,3 +113,32 @@ def test_with_bf16_products_a_rows_logits_do_not_depend_on_the_rest_of_the_batch
         alone = decoder.decode([rows + row], [5 + row], [lengths[row]], [None])
         assert torch.equal(first_alone[0], first_together[row])
         assert torch.equal(alone[0], together[row])
+
+
+def test_int4_weights_are_the_4bit_models_own_and_give_its_products():
+    """A weight whose groups of 32 are 16 evenly spaced values (as a Q4_1 GGUF's are) is taken exactly, and
+    the int4 kernel then computes x @ W.T up to the bf16 rounding of input, output and each group's scale."""
+    generator = torch.Generator().manual_seed(0)
+    integers = torch.randint(0, 16, (96, 4, INT4_GROUP), generator=generator).float()
+    step = torch.rand(96, 4, 1, generator=generator) * 0.01 + 0.001
+    minimum = -torch.rand(96, 4, 1, generator=generator) * 0.05
+    integers[:, :, 0], integers[:, :, 1] = 0, 15  # each group spans its whole range, as Q4_1 quantizes
+    weight = (integers * step + minimum).view(96, 4 * INT4_GROUP)
+    assert _on_int4_grid(weight)
+    assert not _on_int4_grid(weight + torch.randn(weight.shape, generator=generator) * 1e-4)
+
+    projection = _Projection(weight, None, "int4")
+    x = torch.randn(5, 4 * INT4_GROUP, generator=generator)
+    exact = x @ weight.T
+    decoded = projection(x, decoding=True).float()
+    assert (decoded - exact).abs().max() < 0.02 * exact.abs().max()
+    assert not torch.equal(decoded, projection(x).float())  # decoding really took the int4 kernel
+
+
+def test_auto_precision_takes_int4_for_the_default_model_and_bf16_for_full_precision_weights(default_model_dir,
+                                                                                          tiny_model_dir):
+    native = native_bf16()
+    assert LlamaDecoder(default_model_dir, slots=1, max_len=64, precision="auto").precision == (
+        "int4" if native else "fp32")
+    assert LlamaDecoder(tiny_model_dir, slots=1, max_len=64, precision="auto").precision == (
+        "bf16" if native else "fp32")

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-from ..cpu import native_bf16
 from .json_mode import COMPLETE, JsonPrefix, constrain
 from .llama import Adapter, LlamaDecoder
 
@@ -99,8 +98,6 @@ class Engine:
                  adapter_cache: int = 16, precision: str = "auto", max_waiting: int = 256) -> None:
         self.tokenizer_for = tokenizer_for
         self.max_waiting = max_waiting
-        if precision == "auto":
-            precision = "bf16" if native_bf16() else "fp32"
         self.precision = precision
         self.slots = slots
         self.max_len = max_len
@@ -274,8 +271,7 @@ class Engine:
         if base_dir not in self._decoders:
             log.info("loading %s for serving", base_dir)
             self._decoders[base_dir] = LlamaDecoder(base_dir, slots=self.slots, max_len=self.max_len,
-                                                    int8=self.precision == "int8",
-                                                    bf16_matmul=self.precision == "bf16")
+                                                    precision=self.precision)
             self._active[base_dir] = []
             self._free_slots[base_dir] = list(range(self.slots))[::-1]
         return self._decoders[base_dir]

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from ..cpu import native_bf16
+
 class UnsupportedModel(ValueError):
     """The folder is not a Llama-family model this engine can serve."""
 
@@ -38,11 +40,13 @@ class Adapter:
 
 
 class LlamaDecoder:
-    def __init__(self, model_dir: Path, *, slots: int, max_len: int, dtype: torch.dtype = torch.float32,
-                 int8: bool = False, bf16_matmul: bool = False) -> None:
-        """`int8` stores the projection and head weights as int8 (per output channel) for a 4x cheaper
-        matrix-vector product; activations are quantized per call. The base model's own weights stay as
-        loaded when False."""
+    def __init__(self, model_dir: Path, *, slots: int, max_len: int, precision: str = "fp32") -> None:
+        """`precision` of the matrix products (docs/serving.md): `fp32`; `bf16` (oneDNN's bf16 kernels, with a
+        bf16 KV cache and attention); `int4` (bf16 for prompts; for decoding steps, whose few rows make a
+        product a read of the weights, the layers' weights as 4-bit integers in groups of 32 along the input);
+        `auto`: int4 when the layers' weights already lie on such a grid (a model converted from a 4-bit
+        GGUF, as the default model is, so nothing is rounded), else bf16 where the CPU computes it natively,
+        else fp32."""
         config = json.loads((Path(model_dir) / "config.json").read_text())
         if config.get("model_type") not in ("llama", "mistral", "qwen2") or config.get("sliding_window"):
             raise UnsupportedModel(f"serving supports Llama-family models, not {config.get('model_type')!r}")
@@ -50,7 +54,6 @@ class LlamaDecoder:
         if rope.get("rope_type", "default") != "default":
             raise UnsupportedModel(f"rope type {rope.get('rope_type')!r} is not supported yet")
         self.config = config
-        self.dtype = dtype
         self.hidden = config["hidden_size"]
         self.heads = config["num_attention_heads"]
         self.kv_heads = config.get("num_key_value_heads", self.heads)
@@ -63,10 +66,18 @@ class LlamaDecoder:
         self.slots = slots
 
         weights = _load_weights(Path(model_dir))
-        cast = lambda name: weights.pop(name).to(dtype)  # noqa: E731
+        if precision == "auto":
+            precision = "bf16" if native_bf16() else "fp32"
+            if precision == "bf16" and all(_on_int4_grid(w) for name, w in weights.items() if _is_layer_product(name)):
+                precision = "int4"
+        self.precision = precision
+        self.dtype = torch.float32
+        cast = lambda name: weights.pop(name).float()  # noqa: E731
         self.embed = cast("model.embed_tokens.weight")
-        self.lm_head = _Projection(cast("lm_head.weight") if "lm_head.weight" in weights else self.embed, None, int8,
-                                   bf16=bf16_matmul)
+        # the head stays bf16 with int4: the default model's embedding is 8-bit, which 4 bits would round
+        head_precision = "bf16" if precision == "int4" else precision
+        self.lm_head = _Projection(cast("lm_head.weight") if "lm_head.weight" in weights else self.embed, None,
+                                   head_precision)
         self.norm = cast("model.norm.weight")
         self.layers = []
         for i in range(self.layers_n):
@@ -78,11 +89,11 @@ class LlamaDecoder:
                 return cast(f"{prefix}{group}.{proj}.weight"), cast(bias) if bias in weights else None
 
             # q, k, v (and gate, up) share their input: one matrix product each instead of three (two)
-            fused = lambda parts: _Projection.fused(parts, int8, bf16=bf16_matmul)  # noqa: E731
+            fused = lambda parts: _Projection.fused(parts, precision)  # noqa: E731
             layer["qkv"] = fused([take("self_attn", p) for p in ("q_proj", "k_proj", "v_proj")])
-            layer["o_proj"] = _Projection(*take("self_attn", "o_proj"), int8, bf16=bf16_matmul)
+            layer["o_proj"] = _Projection(*take("self_attn", "o_proj"), precision)
             layer["gate_up"] = fused([take("mlp", p) for p in ("gate_proj", "up_proj")])
-            layer["down_proj"] = _Projection(*take("mlp", "down_proj"), int8, bf16=bf16_matmul)
+            layer["down_proj"] = _Projection(*take("mlp", "down_proj"), precision)
             self.layers.append(layer)
 
         theta = rope.get("rope_theta") or config.get("rope_theta", 10000.0)
@@ -91,7 +102,7 @@ class LlamaDecoder:
         angles = torch.cat([angles, angles], dim=-1)  # (max_len, head_dim), as transformers lays it out
         shape = (slots, self.kv_heads, self.max_len, self.head_dim)
         # with bf16 products the cache and attention are bf16 too: attention reads the whole cache every step
-        self.cache_dtype = torch.bfloat16 if bf16_matmul and not int8 else dtype
+        self.cache_dtype = torch.float32 if precision == "fp32" else torch.bfloat16
         self.cache_k = [torch.zeros(shape, dtype=self.cache_dtype) for _ in range(self.layers_n)]
         self.cache_v = [torch.zeros(shape, dtype=self.cache_dtype) for _ in range(self.layers_n)]
         self.cos, self.sin = angles.cos().to(self.cache_dtype), angles.sin().to(self.cache_dtype)
@@ -116,10 +127,11 @@ class LlamaDecoder:
 
     # --- forward --------------------------------------------------------------------------------------
 
-    def _linear(self, x: torch.Tensor, layer: int, name: str, parts: tuple[str, ...], adapters: list[Adapter | None]):
+    def _linear(self, x: torch.Tensor, layer: int, name: str, parts: tuple[str, ...], adapters: list[Adapter | None],
+                decoding: bool):
         """The (fused) projection `name` of `layer`, split into `parts`, each plus its LoRA delta per row."""
         projection = self.layers[layer][name]
-        outputs = list(projection(x).split(projection.sizes, dim=-1))
+        outputs = list(projection(x, decoding=decoding).split(projection.sizes, dim=-1))
         groups: dict[int, list[int]] = {}
         for row, adapter in enumerate(adapters):
             if adapter is not None:
@@ -196,14 +208,15 @@ class LlamaDecoder:
                span_groups=()) -> torch.Tensor:
         layer = self.layers[i]
         batch, steps, _ = x.shape
+        decoding = prefill_slots is None
         h = self._rms_norm(x, layer["input_norm"])
-        q, k, v = self._linear(h, i, "qkv", ("q_proj", "k_proj", "v_proj"), adapters)
+        q, k, v = self._linear(h, i, "qkv", ("q_proj", "k_proj", "v_proj"), adapters, decoding)
         q = q.reshape(batch, steps, self.heads, self.head_dim).transpose(1, 2)
         k = k.reshape(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
         v = v.reshape(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
         q, k = self._rotate(q, *rotary).to(self.cache_dtype), self._rotate(k, *rotary).to(self.cache_dtype)
         v = v.to(self.cache_dtype)
-        if prefill_slots is not None:  # (B, kvh, T, d) written at positions 0..T-1
+        if not decoding:  # (B, kvh, T, d) written at positions 0..T-1
             self.cache_k[i][prefill_slots, :, :steps] = k
             self.cache_v[i][prefill_slots, :, :steps] = v
             attended = torch.zeros_like(q)
@@ -223,11 +236,11 @@ class LlamaDecoder:
                 attended[rows] = F.scaled_dot_product_attention(grouped[rows], keys, values, attn_mask=mask)
             attended = attended.view(batch, self.heads, 1, self.head_dim)
         attended = attended.transpose(1, 2).reshape(batch, steps, self.heads * self.head_dim)
-        (attention_out,) = self._linear(attended, i, "o_proj", ("o_proj",), adapters)
+        (attention_out,) = self._linear(attended, i, "o_proj", ("o_proj",), adapters, decoding)
         x = x + attention_out
         h = self._rms_norm(x, layer["post_norm"])
-        gate, up = self._linear(h, i, "gate_up", ("gate_proj", "up_proj"), adapters)
-        (mlp_out,) = self._linear(F.silu(gate) * up, i, "down_proj", ("down_proj",), adapters)
+        gate, up = self._linear(h, i, "gate_up", ("gate_proj", "up_proj"), adapters, decoding)
+        (mlp_out,) = self._linear(F.silu(gate) * up, i, "down_proj", ("down_proj",), adapters, decoding)
         return x + mlp_out
 
 
@@ -264,26 +277,24 @@ ROW_INVARIANT_ROWS = 32
 the work differently and round differently. Products over more rows (a prompt, several prompts) go in
 chunks of this size, so a sequence's numbers never depend on what it was batched with."""
 
+INT4_GROUP = 32
+"""Input positions that share one step and minimum in int4 weights, as in GGUF's Q4_1."""
+
 
 class _Projection:
-    """`x @ W.T + b`, with W either as loaded or int8 per output channel (fbgemm's dynamic int8 kernel)."""
+    """`x @ W.T + b` in the decoder's precision: W as loaded (fp32), in oneDNN's blocked bf16 layout (bf16),
+    or, for int4, that bf16 layout for prompts plus 4-bit integers for decoding steps."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, int8: bool,
-                 sizes: list[int] | None = None, bf16: bool = False) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, precision: str,
+                 sizes: list[int] | None = None) -> None:
         self.bias = bias
-        self.bf16 = bf16 and not int8
         self.out_features = weight.shape[0]
         self.sizes = sizes or [weight.shape[0]]
         """Output widths of the projections fused into this one (their outputs are split back)."""
-        self.packed = None
+        self.int4 = _int4_packed(weight) if precision == "int4" else None
+        self.bf16 = precision != "fp32"
         self.weight = weight
-        if int8:
-            scales = (weight.float().abs().amax(dim=1).clamp(min=1e-8) / 127).double()
-            zero_points = torch.zeros(weight.shape[0], dtype=torch.long)
-            quantized = torch.quantize_per_channel(weight.float(), scales, zero_points, 0, torch.qint8)
-            self.packed = torch.ops.quantized.linear_prepack(quantized, None)
-            self.weight = None
-        elif self.bf16:
+        if self.bf16:
             # oneDNN's blocked layout, once: a plain bf16 weight is re-laid out at every call, which costs
             # as much as the product itself for the few rows of a decoding step
             self.weight = weight.to(torch.bfloat16).contiguous()
@@ -291,34 +302,68 @@ class _Projection:
                 self.weight = torch.ops.mkldnn._reorder_linear_weight(self.weight, None)
 
     @classmethod
-    def fused(cls, parts: list[tuple[torch.Tensor, torch.Tensor | None]], int8: bool, bf16: bool = False) -> _Projection:
+    def fused(cls, parts: list[tuple[torch.Tensor, torch.Tensor | None]], precision: str) -> _Projection:
         weight = torch.cat([w for w, _ in parts])
         biases = [b if b is not None else torch.zeros(w.shape[0], dtype=w.dtype) for w, b in parts]
         bias = torch.cat(biases) if any(b is not None for _, b in parts) else None
-        return cls(weight, bias, int8, sizes=[w.shape[0] for w, _ in parts], bf16=bf16)
+        return cls(weight, bias, precision, sizes=[w.shape[0] for w, _ in parts])
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.bf16:  # bf16 products, the rest of the model (residual stream, attention) in fp32
-            flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
-            if flat.shape[0] > ROW_INVARIANT_ROWS:
-                out = torch.cat([self._bf16_product(rows) for rows in flat.split(ROW_INVARIANT_ROWS)])
-            else:
-                out = self._bf16_product(flat)
-            # left in bf16: what reads it next (rotation, cache, SiLU, the next product) is bf16 too, and the
-            # fp32 residual stream widens it as it adds
-            out = out.view(*x.shape[:-1], self.out_features)
-            return out if self.bias is None else out + self.bias
-        if self.packed is None:
+    def __call__(self, x: torch.Tensor, *, decoding: bool = False) -> torch.Tensor:
+        if not self.bf16:
             return F.linear(x, self.weight, self.bias)
-        flat = x.reshape(-1, x.shape[-1]).float()
-        out = torch.ops.quantized.linear_dynamic(flat, self.packed, False).view(*x.shape[:-1], self.out_features)
+        flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+        if decoding and self.int4 is not None:
+            # torch's int4 kernel computes each row on its own, the same for any number of rows
+            out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.int4[0], INT4_GROUP, self.int4[1])
+        elif flat.shape[0] > ROW_INVARIANT_ROWS:
+            out = torch.cat([self._bf16_product(rows) for rows in flat.split(ROW_INVARIANT_ROWS)])
+        else:
+            out = self._bf16_product(flat)
+        # left in bf16: what reads it next (rotation, cache, SiLU, the next product) is bf16 too, and the fp32
+        # residual stream widens it as it adds
+        out = out.view(*x.shape[:-1], self.out_features)
         return out if self.bias is None else out + self.bias
-
 
     def _bf16_product(self, rows: torch.Tensor) -> torch.Tensor:
         if self.weight.is_mkldnn:
             return torch.ops.mkldnn._linear_pointwise(rows, self.weight, None, "none", [], "")
         return F.linear(rows, self.weight)
+
+
+def _is_layer_product(name: str) -> bool:
+    return name.startswith("model.layers.") and name.endswith("_proj.weight")
+
+
+def _int4_grid(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(N, K) weight as integers 0..15 in groups of INT4_GROUP along K: each group's step (its range / 15)
+    and minimum, as GGUF's Q4_1 stores them; returns (integers, steps, minimums)."""
+    rows, columns = weight.shape
+    if columns % INT4_GROUP:
+        raise UnsupportedModel(f"int4 serving needs input widths divisible by {INT4_GROUP}, not {columns}")
+    groups = weight.float().view(rows, columns // INT4_GROUP, INT4_GROUP)
+    minimum = groups.amin(-1)
+    step = ((groups.amax(-1) - minimum) / 15).clamp(min=1e-12)
+    integers = torch.round((groups - minimum[..., None]) / step[..., None]).clamp(0, 15)
+    return integers.view(rows, columns), step, minimum
+
+
+def _on_int4_grid(weight: torch.Tensor) -> bool:
+    """True when every group of the weight is exactly 16 evenly spaced values (a 4-bit model's weights)."""
+    if weight.shape[-1] % INT4_GROUP:
+        return False
+    integers, step, minimum = _int4_grid(weight)
+    rebuilt = integers.view(*step.shape, INT4_GROUP) * step[..., None] + minimum[..., None]
+    error = (rebuilt - weight.float().view(rebuilt.shape)).abs() / step[..., None]
+    return bool(error.max() < 1e-3)
+
+
+def _int4_packed(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight packed for `_weight_int4pack_mm_for_cpu`, which computes (q - 8) * scale + zero in fp32:
+    so scale is the group's step and zero its minimum plus 8 steps."""
+    integers, step, minimum = _int4_grid(weight)
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(integers.to(torch.int32), 1)
+    scales_and_zeros = torch.stack([step, minimum + 8 * step], dim=-1).transpose(0, 1).contiguous()
+    return packed, scales_and_zeros.to(torch.bfloat16)
 
 
 def _load_weights(model_dir: Path) -> dict[str, torch.Tensor]:
