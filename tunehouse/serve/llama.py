@@ -128,14 +128,18 @@ class LlamaDecoder:
     # --- forward --------------------------------------------------------------------------------------
 
     def _linear(self, x: torch.Tensor, layer: int, name: str, parts: tuple[str, ...], adapters: list[Adapter | None],
-                decoding: bool):
-        """The (fused) projection `name` of `layer`, split into `parts`, each plus its LoRA delta per row."""
+                decoding: bool) -> torch.Tensor:
+        """The (fused) projection `name` of `layer`, whose outputs are `parts` side by side, each plus its LoRA
+        delta on the rows that use an adapter."""
         projection = self.layers[layer][name]
-        outputs = list(projection(x, decoding=decoding).split(projection.sizes, dim=-1))
+        output = projection(x, decoding=decoding)
         groups: dict[int, list[int]] = {}
         for row, adapter in enumerate(adapters):
             if adapter is not None:
                 groups.setdefault(id(adapter), []).append(row)
+        if not groups:
+            return output
+        outputs = output.split(projection.sizes, dim=-1)  # views: adding to them adds to the output
         for rows in groups.values():
             adapter = adapters[rows[0]]
             index = torch.tensor(rows)
@@ -145,7 +149,7 @@ class LlamaDecoder:
                     continue
                 lora_a, lora_b = adapter.weights[(layer, proj)]
                 outputs[part][index] += F.linear(F.linear(rows_in, lora_a), lora_b) * adapter.scale
-        return outputs
+        return output
 
     def _rms_norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return F.rms_norm(x, (x.shape[-1],), weight, self.eps)
@@ -210,12 +214,13 @@ class LlamaDecoder:
         batch, steps, _ = x.shape
         decoding = prefill_slots is None
         h = self._rms_norm(x, layer["input_norm"])
-        q, k, v = self._linear(h, i, "qkv", ("q_proj", "k_proj", "v_proj"), adapters, decoding)
-        q = q.reshape(batch, steps, self.heads, self.head_dim).transpose(1, 2)
-        k = k.reshape(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = v.reshape(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
-        q, k = self._rotate(q, *rotary).to(self.cache_dtype), self._rotate(k, *rotary).to(self.cache_dtype)
-        v = v.to(self.cache_dtype)
+        qkv = self._linear(h, i, "qkv", ("q_proj", "k_proj", "v_proj"), adapters, decoding)
+        # q's and k's heads side by side, rotated in one call: (B, heads + kv_heads, T, d)
+        qk_heads = qkv[..., :(self.heads + self.kv_heads) * self.head_dim].view(
+            batch, steps, self.heads + self.kv_heads, self.head_dim).transpose(1, 2)
+        q, k = self._rotate(qk_heads, *rotary).to(self.cache_dtype).split([self.heads, self.kv_heads], dim=1)
+        v = qkv[..., (self.heads + self.kv_heads) * self.head_dim:].view(
+            batch, steps, self.kv_heads, self.head_dim).transpose(1, 2).to(self.cache_dtype)
         if not decoding:  # (B, kvh, T, d) written at positions 0..T-1
             self.cache_k[i][prefill_slots, :, :steps] = k
             self.cache_v[i][prefill_slots, :, :steps] = v
@@ -229,19 +234,23 @@ class LlamaDecoder:
             self.cache_v[i][slots, :, lengths] = v[:, :, 0]
             # the query heads that share a key/value head become that head's queries: (B, kv_heads, group, d)
             grouped = q.reshape(batch, self.kv_heads, self.heads // self.kv_heads, self.head_dim)
-            attended = torch.empty_like(grouped)
-            for span, rows, cached, mask in span_groups:
-                keys = self.cache_k[i][cached, :, :span]  # a view when the rows' slots are consecutive
-                values = self.cache_v[i][cached, :, :span]
-                attended[rows] = F.scaled_dot_product_attention(grouped[rows], keys, values, attn_mask=mask)
+            if len(span_groups) == 1:  # every row in one bucket (one stream, or sequences of like lengths)
+                ((span, _, cached, mask),) = span_groups
+                attended = F.scaled_dot_product_attention(
+                    grouped, self.cache_k[i][cached, :, :span], self.cache_v[i][cached, :, :span], attn_mask=mask)
+            else:
+                attended = torch.empty_like(grouped)
+                for span, rows, cached, mask in span_groups:
+                    keys = self.cache_k[i][cached, :, :span]  # a view when the rows' slots are consecutive
+                    values = self.cache_v[i][cached, :, :span]
+                    attended[rows] = F.scaled_dot_product_attention(grouped[rows], keys, values, attn_mask=mask)
             attended = attended.view(batch, self.heads, 1, self.head_dim)
         attended = attended.transpose(1, 2).reshape(batch, steps, self.heads * self.head_dim)
-        (attention_out,) = self._linear(attended, i, "o_proj", ("o_proj",), adapters, decoding)
-        x = x + attention_out
+        x = x + self._linear(attended, i, "o_proj", ("o_proj",), adapters, decoding)
         h = self._rms_norm(x, layer["post_norm"])
-        gate, up = self._linear(h, i, "gate_up", ("gate_proj", "up_proj"), adapters, decoding)
-        (mlp_out,) = self._linear(F.silu(gate) * up, i, "down_proj", ("down_proj",), adapters, decoding)
-        return x + mlp_out
+        gate, up = self._linear(h, i, "gate_up", ("gate_proj", "up_proj"), adapters, decoding).split(
+            self.layers[i]["gate_up"].sizes, dim=-1)
+        return x + self._linear(F.silu(gate) * up, i, "down_proj", ("down_proj",), adapters, decoding)
 
 
 SPAN_BUCKET = 64
