@@ -1,5 +1,6 @@
 """Every route, enumerated from the app itself: no key or a wrong key is 401 once keys exist, and another
-project's objects (files, contents, jobs, events, checkpoints, fine-tuned models) do not exist for a caller."""
+project's objects (files, contents, uploads, jobs, events, checkpoints, fine-tuned models) do not exist for
+a caller."""
 
 from __future__ import annotations
 
@@ -34,15 +35,20 @@ def test_every_route_refuses_bad_keys_and_hides_other_projects(server_factory, t
     job = owner.fine_tuning.jobs.create(training_file=file_id, model="tiny", hyperparameters={"n_epochs": 1})
     job = wait_for(owner, job.id, ("succeeded", "failed"), timeout=120)
     assert job.status == "succeeded"
-    values = {"file_id": file_id, "job_id": job.id, "model": job.fine_tuned_model}
+    upload = owner.uploads.create(bytes=len(DATASET), filename="x.jsonl", mime_type="text/jsonl",
+                                  purpose="fine-tune")
+    part = owner.uploads.parts.create(upload.id, data=DATASET)
+    values = {"file_id": file_id, "job_id": job.id, "model": job.fine_tuned_model, "upload_id": upload.id}
     bodies = {
+        "/v1/uploads": {"filename": "y.jsonl", "purpose": "fine-tune", "bytes": 1, "mime_type": "text/jsonl"},
+        "/v1/uploads/{upload_id}/complete": {"part_ids": [part.id]},
         "/v1/chat/completions": {"model": job.fine_tuned_model, "messages": [{"role": "user", "content": "hi"}],
                                  "max_tokens": 2},
         "/v1/completions": {"model": job.fine_tuned_model, "prompt": "a", "max_tokens": 2},
         "/v1/fine_tuning/jobs": {"model": "tiny", "training_file": file_id},
     }
     routes = v1_routes(tmp_path)
-    assert len(routes) >= 17
+    assert len(routes) >= 21
     checked = 0
     for method, template in routes:
         path = re.sub(r"{(\w+)}", lambda m: values[m.group(1)], template)
@@ -50,6 +56,8 @@ def test_every_route_refuses_bad_keys_and_hides_other_projects(server_factory, t
         kwargs = {"json": bodies[template]} if template in bodies else {}
         if template == "/v1/files" and method == "POST":
             kwargs = {"files": {"file": ("x.jsonl", DATASET)}, "data": {"purpose": "fine-tune"}}
+        if template == "/v1/uploads/{upload_id}/parts":
+            kwargs = {"files": {"data": ("blob", DATASET)}}
         for headers in ({}, {"Authorization": "Bearer sk-th-not-a-real-key-000000000000"}):
             response = httpx.request(method, url, headers=headers, timeout=60, **kwargs)
             assert response.status_code == 401, (method, template, response.text)
@@ -70,3 +78,5 @@ def test_every_route_refuses_bad_keys_and_hides_other_projects(server_factory, t
     # and the owner still has everything
     assert owner.files.content(file_id).content == DATASET
     assert owner.models.retrieve(job.fine_tuned_model).id == job.fine_tuned_model
+    completed = owner.uploads.complete(upload.id, part_ids=[part.id])  # beta's attempts changed nothing
+    assert owner.files.content(completed.file.id).content == DATASET

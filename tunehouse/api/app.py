@@ -20,9 +20,14 @@ from ..services import open_services
 from ..settings import Settings
 from ..errors import PayloadTooLarge
 from .errors import error_response, install_error_handlers
-from .routes import chat, files, fine_tuning, models
+from .routes import chat, files, fine_tuning, models, uploads
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+def _is_upload(path: str) -> bool:
+    """File uploads and upload parts stream to disk under their own limit (max_upload_bytes)."""
+    return path.startswith("/v1/files") or (path.startswith("/v1/uploads/") and path.endswith("/parts"))
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -36,7 +41,7 @@ def build_app(settings: Settings) -> FastAPI:
         """JSON bodies over max_request_bytes are 413 before they are read (uploads have their own limit)."""
         declared = request.headers.get("content-length", "")
         if (declared.isdigit() and int(declared) > settings.max_request_bytes
-                and not request.url.path.startswith("/v1/files")):
+                and not _is_upload(request.url.path)):
             return error_response(PayloadTooLarge(
                 f"Request body is larger than {settings.max_request_bytes} bytes (TUNEHOUSE_MAX_REQUEST_BYTES).",
                 code="request_too_large"))
@@ -55,6 +60,7 @@ def build_app(settings: Settings) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     app.include_router(files.router)
+    app.include_router(uploads.router)
     app.include_router(fine_tuning.router)
     app.include_router(chat.router)
     app.include_router(models.router)

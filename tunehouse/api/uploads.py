@@ -1,4 +1,5 @@
-"""Streaming multipart parsing for `POST /v1/files`: the file part goes straight to disk, never into memory.
+"""Streaming multipart parsing for `POST /v1/files` and upload parts: the bytes go straight to disk, never
+into memory.
 
 Starlette's own form parsing spools whole uploads before the route sees them and cannot stop at a size
 limit; this reads the request body once, chunk by chunk, and stops with 413 as soon as the limit is passed.
@@ -30,26 +31,26 @@ class UploadForm:
     file_received: bool = False
 
 
-def too_large(max_bytes: int) -> PayloadTooLarge:
+def too_large(max_bytes: int, param: str = "file", limit: str = "the maximum upload size") -> PayloadTooLarge:
     return PayloadTooLarge(
-        f"File is larger than the maximum upload size of {max_bytes} bytes "
-        "(set TUNEHOUSE_MAX_UPLOAD_BYTES to change it).",
-        param="file",
+        f"File is larger than {limit} of {max_bytes} bytes (set TUNEHOUSE_MAX_UPLOAD_BYTES to change it).",
+        param=param,
         code="file_too_large",
     )
 
 
-async def read_upload(request: Request, sink: BlobWriter, max_bytes: int) -> UploadForm:
-    """Parse the multipart body, writing the `file` part into `sink` and collecting the small text fields."""
+async def read_upload(request: Request, sink: BlobWriter, max_bytes: int, *, file_field: str = "file",
+                      limit: str = "the maximum upload size") -> UploadForm:
+    """Parse the multipart body, writing the `file_field` part into `sink` and collecting the small text
+    fields; past `max_bytes` (`limit` names it in the message) the answer is 413."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
-        raise InvalidRequest(
-            "Expected a multipart/form-data body with the fields `file` and `purpose`.", param="file"
-        )
+        expected = "the fields `file` and `purpose`" if file_field == "file" else f"the field `{file_field}`"
+        raise InvalidRequest(f"Expected a multipart/form-data body with {expected}.", param=file_field)
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes + MULTIPART_OVERHEAD:
-        raise too_large(max_bytes)
+        raise too_large(max_bytes, file_field, limit)
 
     form = UploadForm()
     part: dict = {}
@@ -71,10 +72,10 @@ async def read_upload(request: Request, sink: BlobWriter, max_bytes: int) -> Upl
     def on_headers_finished() -> None:
         _, disposition = parse_options_header(part["headers"].get("content-disposition", b""))
         part["field"] = disposition.get(b"name", b"").decode("utf-8", "replace")
-        part["is_file"] = part["field"] == "file"
+        part["is_file"] = part["field"] == file_field
         if part["is_file"]:
             if form.file_received:
-                raise InvalidRequest("Send exactly one `file` part.", param="file")
+                raise InvalidRequest(f"Send exactly one `{file_field}` part.", param=file_field)
             raw_name = disposition.get(b"filename")
             form.filename = sanitize_filename(raw_name.decode("utf-8", "replace") if raw_name else "")
             form.file_received = True
@@ -84,7 +85,7 @@ async def read_upload(request: Request, sink: BlobWriter, max_bytes: int) -> Upl
             sink.write(data[start:end])
             hold_point("upload.receiving")
             if sink.size > max_bytes:
-                raise too_large(max_bytes)
+                raise too_large(max_bytes, file_field, limit)
             return
         part["data"] += data[start:end]
         if len(part["data"]) > MAX_FIELD_BYTES:
@@ -111,9 +112,9 @@ async def read_upload(request: Request, sink: BlobWriter, max_bytes: int) -> Upl
             parser.write(chunk)
         parser.finalize()
     except MultipartParseError as exc:
-        raise InvalidRequest(f"The multipart body is malformed: {exc}", param="file") from None
+        raise InvalidRequest(f"The multipart body is malformed: {exc}", param=file_field) from None
     except ClientDisconnect:
-        raise InvalidRequest("The upload was interrupted before the whole body arrived.", param="file") from None
+        raise InvalidRequest("The upload was interrupted before the whole body arrived.", param=file_field) from None
     return form
 
 

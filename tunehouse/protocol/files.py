@@ -1,10 +1,11 @@
-"""Files: https://platform.openai.com/docs/api-reference/files (spec schemas `OpenAIFile`, `DeleteFileResponse`)."""
+"""Files and uploads: https://platform.openai.com/docs/api-reference/files (spec schemas `OpenAIFile`,
+`DeleteFileResponse`) and https://platform.openai.com/docs/api-reference/uploads (`Upload`, `UploadPart`)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from .common import ListObject
 
@@ -31,6 +32,50 @@ class FileDeleted(BaseModel):
 
 
 FileList = ListObject[FileObject]
+
+
+# --- uploads: one file sent in parts (client.uploads.*, upload_file_chunked) ------------------------------
+
+
+class ExpiresAfter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    anchor: Literal["created_at"]
+    seconds: int = Field(ge=3600, le=2_592_000)
+
+
+class UploadCreateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filename: str
+    purpose: str
+    bytes: int = Field(ge=0)
+    mime_type: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
+    expires_after: ExpiresAfter | None = None
+    """When the File the upload becomes expires (the upload itself expires an hour after creation)."""
+
+
+class UploadCompleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    part_ids: list[str]
+    md5: str | None = None
+
+
+class Upload(BaseModel):
+    id: str
+    object: Literal["upload"] = "upload"
+    bytes: int
+    created_at: int
+    expires_at: int
+    filename: str
+    purpose: str
+    status: Literal["pending", "completed", "cancelled", "expired"]
+    file: FileObject | None = None
+
+
+class UploadPart(BaseModel):
+    id: str
+    object: Literal["upload.part"] = "upload.part"
+    created_at: int
+    upload_id: str
 
 
 # --- tunehouse extension: GET /v1/files/{file_id}/report (the dashboard's and `data check`'s view) -------

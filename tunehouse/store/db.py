@@ -48,6 +48,37 @@ class FileRecord(Base):
     status_details: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
+class UploadRecord(Base):
+    """A file arriving in parts (`/v1/uploads`); completing it creates a FileRecord named by `file_id`."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project: Mapped[str] = mapped_column(String(128), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    purpose: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    mime_type: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    file_expires_after: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """Seconds after its creation that the completed File expires, if the client asked for it."""
+    status: Mapped[str] = mapped_column(String(16))
+    """`pending`, `completed` or `cancelled`; a pending upload past `expires_at` reads as `expired`."""
+    file_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class UploadPartRecord(Base):
+    """One part's bytes are the blob `uploads/{upload_id}/{id}`; the row is written after the blob."""
+
+    __tablename__ = "upload_parts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    upload_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+
+
 class Job(Base):
     """A fine-tuning job. `status` is OpenAI's; `worker_id` says which worker process holds it."""
 

@@ -36,14 +36,14 @@ async def create_file(request: Request, project: ProjectDep, services: ServicesD
     max_bytes = services.settings.max_upload_bytes
     with services.blobs.writer(file_store.blob_key(file_id)) as blob:
         form = await read_upload(request, blob, max_bytes)
-        purpose = _purpose(form.fields.get("purpose"))
+        purpose = check_purpose(form.fields.get("purpose"))
         if not form.file_received:
             raise InvalidRequest("Missing required form field `file`.", param="file")
         created_at = now()
         expires_at = _expires_at(form.fields, created_at)
         if purpose == "fine-tune":
             blob.flush()
-            await run_in_threadpool(_require_jsonl, blob.temp_path)
+            await run_in_threadpool(require_jsonl, blob.temp_path)
     record = FileRecord(
         id=file_id,
         project=project,
@@ -143,7 +143,7 @@ def _first_lines(path, count: int) -> list[str]:
     return lines
 
 
-def _purpose(value: str | None) -> str:
+def check_purpose(value: str | None) -> str:
     if not value:
         raise InvalidRequest("Missing required form field `purpose`.", param="purpose")
     if value not in UPLOAD_PURPOSES:
@@ -168,7 +168,7 @@ def _expires_at(fields: dict[str, str], created_at: int) -> int | None:
     return created_at + int(seconds)
 
 
-def _require_jsonl(path) -> None:
+def require_jsonl(path) -> None:
     """The upload-time check: refuse only what cannot be JSONL at all; the deep checks run at job time."""
     _, problems, count = check_jsonl_objects(path)
     if problems:
