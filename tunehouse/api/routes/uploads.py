@@ -80,7 +80,11 @@ async def complete_upload(upload_id: str, body: UploadCompleteRequest, project: 
         sha256=blob.sha256, created_at=created_at, status="processed",
         expires_at=created_at + upload.file_expires_after if upload.file_expires_after else None,
     )
-    upload = upload_store.complete(services.db, upload, file)
+    try:
+        upload = upload_store.complete(services.db, upload, file)
+    except InvalidRequest:  # another `complete` or a `cancel` got there first: its outcome stands
+        services.blobs.delete(file_store.blob_key(file_id))
+        raise
     upload_store.discard_parts(services.blobs, upload_id)
     return upload_store.to_wire(upload, file)
 
