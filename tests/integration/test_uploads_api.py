@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 
 import httpx
 import openai
@@ -110,4 +112,40 @@ def test_an_upload_survives_a_restart_between_its_parts(server_factory):
     client = server_factory(data_dir=server.data_dir).client()
     second = client.uploads.parts.create(upload.id, data=halves[1])
     done = client.uploads.complete(upload.id, part_ids=[first.id, second.id])
+    assert client.files.content(done.file.id).content == ROWS
+
+
+def test_a_restart_removes_old_blobs_nothing_records_and_keeps_the_rest(server_factory):
+    """What a crash between writing a blob and recording it leaves (and parts of finished uploads) goes at
+    the next start, once older than an hour; recorded files and pending parts stay."""
+    server = server_factory()
+    client = server.client()
+    kept = client.files.create(file=("kept.jsonl", ROWS), purpose="fine-tune")
+    pending = client.uploads.create(bytes=len(ROWS), filename="p.jsonl", mime_type="text/jsonl", purpose="fine-tune")
+    pending_part = client.uploads.parts.create(pending.id, data=ROWS[:100])
+    finished = client.uploads.create(bytes=10, filename="f.jsonl", mime_type="text/jsonl", purpose="fine-tune")
+    client.uploads.parts.create(finished.id, data=b"0123456789")
+    client.uploads.cancel(finished.id)
+    server.stop(kill=True)
+
+    blobs = server.data_dir
+    old = time.time() - 2 * 3600
+    planted = {
+        "old orphan file": blobs / "files" / "file-crashedbeforeitsrow",
+        "new orphan file": blobs / "files" / "file-stillbeingrecorded",
+        "old orphan part": blobs / "uploads" / pending.id / "part_crashedbeforeitsrow",
+        "cancelled upload's part": blobs / "uploads" / finished.id / "part_leftbycrash",
+    }
+    for name, path in planted.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        if name != "new orphan file":
+            os.utime(path, (old, old))
+    os.utime(blobs / "files" / kept.id, (old, old))
+
+    client = server_factory(data_dir=server.data_dir).client()
+    assert [name for name, path in planted.items() if path.exists()] == ["new orphan file"]
+    assert client.files.content(kept.id).content == ROWS
+    rest = client.uploads.parts.create(pending.id, data=ROWS[100:])
+    done = client.uploads.complete(pending.id, part_ids=[pending_part.id, rest.id])
     assert client.files.content(done.file.id).content == ROWS
