@@ -78,6 +78,10 @@ def test_the_workflow_with_its_metadata_in_postgres(server_factory, postgres_url
                                             messages=[{"role": "user", "content": "Number 3?"}])
     assert answer.usage.completion_tokens >= 1
 
+    with pytest.raises(openai.BadRequestError) as err:  # Postgres cannot hold a NUL: a 400 that says so
+        client.chat.completions.create(model="tiny\x00", messages=[{"role": "user", "content": "hi"}])
+    assert "NUL" in err.value.body["message"]
+
     server.stop(kill=True)
     client = server_factory(data_dir=server.data_dir, TUNEHOUSE_DATABASE_URL=postgres_url).client()
     assert client.fine_tuning.jobs.retrieve(job.id).status == "succeeded"

@@ -1,7 +1,7 @@
 """Every error a client sees, in OpenAI's envelope `{"error": {"message", "type", "param", "code"}}`.
 
-One place maps TunehouseError, request validation errors, unknown routes and methods, and unexpected
-exceptions (500, no stack trace) to that shape.
+One place maps TunehouseError, request validation errors, values the database refuses, unknown routes and
+methods, and unexpected exceptions (500, no stack trace) to that shape.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import InvalidRequest, MethodNotAllowed, NotFound, ServerError, TunehouseError
@@ -57,6 +58,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(validation_error(exc))
+
+    @app.exception_handler(DataError)
+    async def _refused_value(_request: Request, exc: DataError) -> JSONResponse:
+        """A request value the database cannot hold or compare (Postgres: a NUL character, a string longer
+        than its column): the request's fault, so 400 with the database's reason, not 500."""
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else "invalid value"
+        return error_response(InvalidRequest(f"A value in this request cannot be stored or looked up: {reason}."))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
