@@ -99,6 +99,30 @@ def test_json_mode_answers_one_json_object(server):
     assert err.value.body["param"] == "messages"
 
 
+def test_structured_outputs_follow_the_schema_and_the_sdk_parses_them(server):
+    from typing import Literal
+
+    from pydantic import BaseModel
+
+    class Capital(BaseModel):
+        city: str
+        country: Literal["France", "Norway", "Germany"]
+        is_capital: bool
+
+    client = server.client()
+    for temperature, seed in ((0, None), (1.0, 1), (1.0, 2)):  # sampling, too, stays inside the schema
+        answer = client.chat.completions.parse(model="gpt-4o-mini", messages=QUESTION, response_format=Capital,
+                                               max_tokens=60, temperature=temperature, seed=seed)
+        choice = answer.choices[0]
+        assert choice.finish_reason == "stop" and isinstance(choice.message.parsed, Capital)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION, response_format={
+            "type": "json_schema", "json_schema": {"name": "code", "schema": {
+                "type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}$"}}}}})
+    assert err.value.body["param"] == "response_format.json_schema.schema"
+    assert "`pattern`" in err.value.body["message"]
+
+
 def test_text_completions_feed_the_prompt_raw(server):
     client = server.client()
     completion = client.completions.create(model="gpt-4o-mini", prompt="The capital of France is", max_tokens=3,

@@ -5,7 +5,9 @@ import json
 import pytest
 import torch
 
-from tunehouse.serve.json_mode import COMPLETE, INVALID, PARTIAL, JsonPrefix, constrain
+from tunehouse.serve.json_mode import (
+    COMPLETE, INVALID, PARTIAL, JsonPrefix, SchemaPrefix, UnsupportedSchema, check_schema, constrain,
+)
 
 
 def scan(text: str) -> str:
@@ -62,3 +64,67 @@ def test_constrain_looks_past_the_top_candidates_when_none_of_them_fits():
     logits = torch.arange(len(pieces), 0, -1, dtype=torch.float32)
     allowed = constrain(logits, JsonPrefix(), lambda token: pieces[token], stop_ids=set())
     assert torch.isfinite(allowed).nonzero().flatten().tolist() == [100]
+
+
+PERSON = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"anyOf": [{"type": "integer"},
+                                                                                          {"type": "null"}]}},
+          "required": ["name", "age"], "additionalProperties": False}
+CITY = {  # what the SDK's `to_strict_json_schema` makes of a pydantic model with a nested one, as `parse` sends
+    "type": "object", "additionalProperties": False, "required": ["name", "country", "capital", "tags", "mayor"],
+    "properties": {
+        "name": {"type": "string", "title": "Name"},
+        "country": {"enum": ["France", "Norway"], "type": "string"},
+        "capital": {"type": "boolean"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "mayor": {"anyOf": [{"$ref": "#/$defs/Person"}, {"type": "null"}]},
+    },
+    "$defs": {"Person": PERSON},
+}
+CITY_JSON = ('{"name": "Paris", "country": "France", "capital": true, "tags": ["a", "b"], '
+             '"mayor": {"name": "Anne", "age": 52}}')
+
+
+def test_a_schema_scan_completes_a_matching_object_and_finds_every_prefix_partial():
+    check_schema(CITY)
+    assert SchemaPrefix(CITY).feed(CITY_JSON) == COMPLETE
+    assert SchemaPrefix(CITY).feed(CITY_JSON.replace('{"name": "Anne", "age": 52}', "null")) == COMPLETE
+    for end in range(len(CITY_JSON)):
+        assert SchemaPrefix(CITY).feed(CITY_JSON[:end]) == PARTIAL, CITY_JSON[:end]
+
+
+@pytest.mark.parametrize("text", [
+    '{"nam": ',  # no such property
+    '{"naMe',  # refused as soon as no property starts with it
+    '{"name": 5',  # a number where a string goes
+    '{"name": "P", "name"',  # a property twice
+    '{"country": "Ger',  # not a prefix of an enum value
+    '{"country": "Fra"}',  # an enum value cut short
+    '{"mayor": {"name": "A", "age": 5.5',  # an integer with a fraction
+    '{"capital": "yes"',
+    '{"tags": [1',
+    '{"name": "P"}',  # closed before the required properties
+    '{"name": "P", "country": "France", "capital": true, "tags": [], "mayor": null,',  # a comma with nothing left
+    '{"na\\u006de": ',  # keys are written plainly
+])
+def test_a_schema_scan_refuses_what_breaks_the_schema(text):
+    assert SchemaPrefix(CITY).feed(text) == INVALID
+
+
+@pytest.mark.parametrize(("schema", "words"), [
+    ({"type": "array", "items": {"type": "string"}}, "root"),
+    ({"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]+$"}}}, "`pattern`"),
+    ({"type": "object", "properties": {"n": {"type": "integer", "enum": [1, 2]}}}, "enum values must be strings"),
+    ({"type": "object", "properties": {"x": {"anyOf": [{"type": "integer"}, {"type": "number"}]}}}, "differ in type"),
+    ({"type": "object", "properties": {"x": {"$ref": "#/$defs/Missing"}}}, "points nowhere"),
+])
+def test_schemas_decoding_cannot_enforce_are_refused_by_name(schema, words):
+    with pytest.raises(UnsupportedSchema, match=words):
+        check_schema(schema)
+
+
+def test_a_recursive_schema_is_followed_through_its_references():
+    tree = {"type": "object", "required": ["value", "children"], "additionalProperties": False,
+            "properties": {"value": {"type": "integer"}, "children": {"type": "array", "items": {"$ref": "#"}}}}
+    check_schema(tree)
+    assert SchemaPrefix(tree).feed('{"value": 1, "children": [{"value": 2, "children": []}]}') == COMPLETE
+    assert SchemaPrefix(tree).feed('{"value": 1, "children": [{"value": "two"') == INVALID

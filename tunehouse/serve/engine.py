@@ -41,8 +41,8 @@ class SamplingParams:
     top_logprobs: int | None = None
     """None: no logprobs; 0..20: the chosen token's logprob plus that many alternatives."""
     logit_bias: dict[int, float] = field(default_factory=dict)
-    json_object: bool = False
-    """Constrain the answer to one JSON object (see json_mode.py)."""
+    json_format: Callable[[], JsonPrefix] | None = None
+    """Makes the scanner the answer is held to (json_mode.py): one JSON object, or one matching a schema."""
 
 
 @dataclass
@@ -191,7 +191,7 @@ class Engine:
             if request.params.seed is not None:
                 generator = torch.Generator().manual_seed(request.params.seed)
             sequence = _Sequence(request, slot, adapter, length=len(request.prompt_ids), next_token=-1,
-                                 generator=generator, json_state=JsonPrefix() if request.params.json_object else None)
+                                 generator=generator, json_state=request.params.json_format() if request.params.json_format else None)
             self._active[request.base_dir].append(sequence)
             self._accept(decoder, sequence, row)
 
@@ -217,7 +217,7 @@ class Engine:
         params = request.params
         tokenizer = self.tokenizer_for(request.base_dir)
         stop_ids = _stop_token_ids(tokenizer)
-        if params.json_object:
+        if sequence.json_state is not None:
             logits = constrain(logits, sequence.json_state, _continuations(tokenizer, sequence), stop_ids)
             if torch.isinf(logits).all():  # no candidate continues the object: give up where it stands
                 self._finish(sequence, tokenizer, "length")

@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from ..data.render import render_chat, render_prompt_completion
@@ -17,6 +18,7 @@ from ..models.catalog import load_tokenizer
 from ..protocol.chat import ChatCompletionRequest, CompletionRequest, SamplingFields
 from ..services import Services
 from .engine import Engine, Finished, GenerationRequest, SamplingParams, TokenOutput
+from .json_mode import JsonPrefix, SchemaPrefix, UnsupportedSchema, check_schema
 from .registry import ServedModel, resolve
 
 
@@ -39,7 +41,11 @@ def prepare_chat(services: Services, engine: Engine, project: str, request: Chat
     max_tokens = request.max_completion_tokens or request.max_tokens
     top = (request.top_logprobs or 0) if request.logprobs else None
     prepared = _prepared(engine, model, base_dir, tokenizer, prompt.input_ids, request, max_tokens, top)
-    prepared.params.json_object = bool(request.response_format and request.response_format.type == "json_object")
+    kind = request.response_format.type if request.response_format else "text"
+    if kind == "json_object" or (kind == "json_schema" and request.response_format.json_schema.schema_ is None):
+        prepared.params.json_format = JsonPrefix
+    elif kind == "json_schema":
+        prepared.params.json_format = partial(SchemaPrefix, request.response_format.json_schema.schema_)
     return prepared
 
 
@@ -115,9 +121,16 @@ def _refuse_unsupported(request: ChatCompletionRequest) -> None:
         raise InvalidRequest("Audio output is not supported.", param="audio")
     kind = request.response_format.type if request.response_format else "text"
     if kind == "json_schema":
-        raise InvalidRequest(
-            "response_format 'json_schema' is not supported yet; use 'json_object' or 'text'.", param="response_format"
-        )
+        if request.response_format.json_schema is None:
+            raise InvalidRequest("response_format of type 'json_schema' needs `json_schema` with a `name` and a "
+                                 "`schema`.", param="response_format.json_schema")
+        schema = request.response_format.json_schema.schema_
+        try:
+            if schema is not None:
+                check_schema(schema)
+        except UnsupportedSchema as exc:
+            raise InvalidRequest(f"Invalid schema for response_format: {exc}.",
+                                 param="response_format.json_schema.schema") from None
     if kind == "json_object" and not any("json" in (content_text(m.get("content")) or "").lower()
                                          for m in request.messages if isinstance(m, dict)):
         raise InvalidRequest(  # OpenAI's own rule: the prompt must ask for JSON
