@@ -3,7 +3,8 @@
     .venv/bin/python bench/serving.py [--precision auto|bf16|int4|fp32]
 
 Measures one stream (tokens/s and time to first token), then 32 concurrent clients asking for 64 new tokens
-each (total tokens/s), and the same 32 requests one after another. Tokens are counted from `usage`.
+each (total tokens/s), and the same 32 requests one after another, then one stream of structured output
+(a JSON schema; each token is checked against it). Tokens are counted from `usage`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from server import ROOT, running_server
 
 
 PROMPT = [{"role": "user", "content": "Write a long story about a dragon who learns to cook."}]
+STRUCTURED_PROMPT = [{"role": "user", "content": "Write a short story about a dragon who learns to cook, as JSON."}]
+STORY = {"type": "object", "additionalProperties": False, "required": ["title", "hero", "happy_ending", "story"],
+         "properties": {"title": {"type": "string"}, "hero": {"enum": ["dragon", "cook", "knight"]},
+                        "happy_ending": {"type": "boolean"}, "story": {"type": "string"}}}
 
 
 def baseline(tokens: int) -> tuple[float, float]:
@@ -87,11 +92,18 @@ def main() -> None:
         with concurrent.futures.ThreadPoolExecutor(32) as pool:
             answers = list(pool.map(lambda _: ask(), range(32)))
         concurrent_rate = sum(a.usage.completion_tokens for a in answers) / (time.perf_counter() - started)
+        started = time.perf_counter()
+        structured = sum(client.chat.completions.create(
+            model="gpt-4o-mini", messages=STRUCTURED_PROMPT, max_tokens=args.tokens, temperature=0.8, seed=seed,
+            response_format={"type": "json_schema", "json_schema": {"name": "story", "schema": STORY}},
+        ).usage.completion_tokens for seed in range(4))
+        structured_rate = structured / (time.perf_counter() - started)
     mode = resolved_precision(args.precision)
     print(f"tunehouse ({mode}): time to first token {first * 1000:.0f} ms, one stream {single:.1f} tokens/s, "
           f"one after another {sequential_rate:.1f} tokens/s, 32 concurrent clients {concurrent_rate:.0f} tokens/s "
           f"in total ({concurrent_rate / hf_batch:.2f}x the padded transformers batch, "
-          f"{single / hf_single:.2f}x its single stream)")
+          f"{single / hf_single:.2f}x its single stream); structured output (JSON schema), one stream "
+          f"{structured_rate:.1f} tokens/s")
 
 
 if __name__ == "__main__":
