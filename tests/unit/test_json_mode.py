@@ -128,3 +128,9 @@ def test_a_recursive_schema_is_followed_through_its_references():
     check_schema(tree)
     assert SchemaPrefix(tree).feed('{"value": 1, "children": [{"value": 2, "children": []}]}') == COMPLETE
     assert SchemaPrefix(tree).feed('{"value": 1, "children": [{"value": "two"') == INVALID
+
+
+def test_whitespace_runs_are_capped_so_an_answer_cannot_pad_itself_out():
+    assert JsonPrefix().feed('{\n' + " " * 15 + '"a": 1}') == COMPLETE
+    assert JsonPrefix().feed('{"a":' + "\n" * 17) == INVALID
+    assert SchemaPrefix(PERSON).feed(" " * 17) == INVALID

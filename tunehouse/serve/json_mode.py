@@ -17,6 +17,9 @@ CANDIDATES = 64
 _NUMBER_PREFIX = re.compile(r"-?(0|[1-9]\d*)?(\.\d*)?([eE][+-]?\d*)?")
 _NUMBER = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?")
 _LITERALS = ("true", "false", "null")
+MAX_BLANKS = 16
+"""Whitespace allowed in a row between tokens of the JSON: enough for any indentation, and it stops a model
+that would otherwise pad an answer with blank lines until max_tokens."""
 
 
 class JsonPrefix:
@@ -28,7 +31,7 @@ class JsonPrefix:
     `_on_*` methods are where a schema (SchemaPrefix) checks what is being written; here they accept all.
     """
 
-    __slots__ = ("stack", "expect", "lexeme", "buffer", "escape", "is_key", "invalid")
+    __slots__ = ("stack", "expect", "lexeme", "buffer", "escape", "is_key", "invalid", "blanks")
 
     def __init__(self) -> None:
         self.stack: list[str] = []
@@ -38,6 +41,7 @@ class JsonPrefix:
         self.escape = 0  # in a string: 0, -1 after a backslash, n > 0 while n hex digits of \uXXXX remain
         self.is_key = False
         self.invalid = False
+        self.blanks = 0  # whitespace characters in a row, outside strings
 
     def copy(self) -> JsonPrefix:
         other = JsonPrefix.__new__(JsonPrefix)
@@ -70,7 +74,11 @@ class JsonPrefix:
             self._on_lexeme_end()
             self.lexeme, self.expect = None, "after_value"
         if char in " \t\r\n":
+            self.blanks += 1
+            if self.blanks > MAX_BLANKS:
+                self._fail()
             return
+        self.blanks = 0
         expect = self.expect
         if expect == "start":
             if char != "{":
