@@ -82,6 +82,7 @@ def test_cancel_bad_content_and_limits_are_clear_errors(server_factory):
     with pytest.raises(openai.APIStatusError) as err:
         client.uploads.parts.create(upload.id, data=b"x" * 11)  # more than the whole upload
     assert err.value.status_code == 413 and err.value.body["param"] == "data"
+    assert err.value.body["message"] == "A part may hold at most the upload's `bytes` (10)."
     part = client.uploads.parts.create(upload.id, data=b"not json!\n")
     with pytest.raises(openai.BadRequestError) as err:
         client.uploads.complete(upload.id, part_ids=[part.id])

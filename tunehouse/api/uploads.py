@@ -31,18 +31,19 @@ class UploadForm:
     file_received: bool = False
 
 
-def too_large(max_bytes: int, param: str = "file", limit: str = "the maximum upload size") -> PayloadTooLarge:
+def too_large(max_bytes: int, param: str = "file", message: str | None = None) -> PayloadTooLarge:
     return PayloadTooLarge(
-        f"File is larger than {limit} of {max_bytes} bytes (set TUNEHOUSE_MAX_UPLOAD_BYTES to change it).",
+        message or f"File is larger than the maximum upload size of {max_bytes} bytes "
+                   "(set TUNEHOUSE_MAX_UPLOAD_BYTES to change it).",
         param=param,
         code="file_too_large",
     )
 
 
 async def read_upload(request: Request, sink: BlobWriter, max_bytes: int, *, file_field: str = "file",
-                      limit: str = "the maximum upload size") -> UploadForm:
+                      too_large_message: str | None = None) -> UploadForm:
     """Parse the multipart body, writing the `file_field` part into `sink` and collecting the small text
-    fields; past `max_bytes` (`limit` names it in the message) the answer is 413."""
+    fields; past `max_bytes` the answer is 413 (with `too_large_message`, if given)."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
@@ -50,7 +51,7 @@ async def read_upload(request: Request, sink: BlobWriter, max_bytes: int, *, fil
         raise InvalidRequest(f"Expected a multipart/form-data body with {expected}.", param=file_field)
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes + MULTIPART_OVERHEAD:
-        raise too_large(max_bytes, file_field, limit)
+        raise too_large(max_bytes, file_field, too_large_message)
 
     form = UploadForm()
     part: dict = {}
@@ -85,7 +86,7 @@ async def read_upload(request: Request, sink: BlobWriter, max_bytes: int, *, fil
             sink.write(data[start:end])
             hold_point("upload.receiving")
             if sink.size > max_bytes:
-                raise too_large(max_bytes, file_field, limit)
+                raise too_large(max_bytes, file_field, too_large_message)
             return
         part["data"] += data[start:end]
         if len(part["data"]) > MAX_FIELD_BYTES:

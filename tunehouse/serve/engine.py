@@ -190,8 +190,9 @@ class Engine:
             generator = None
             if request.params.seed is not None:
                 generator = torch.Generator().manual_seed(request.params.seed)
+            json_format = request.params.json_format
             sequence = _Sequence(request, slot, adapter, length=len(request.prompt_ids), next_token=-1,
-                                 generator=generator, json_state=request.params.json_format() if request.params.json_format else None)
+                                 generator=generator, json_state=json_format() if json_format else None)
             self._active[request.base_dir].append(sequence)
             self._accept(decoder, sequence, row)
 

@@ -1,8 +1,9 @@
-"""JSON mode (`response_format: {"type": "json_object"}`): decoding constrained to one JSON object.
+"""JSON mode (`response_format: {"type": "json_object"}`) and structured outputs (`"json_schema"`): decoding
+constrained to one JSON object, or one that matches a schema.
 
-At each step the most likely candidate tokens are checked against a small JSON prefix scanner; tokens that
-would make the text anything but the beginning of a JSON object are masked out, and the answer ends as soon
-as the object is complete.
+At each step the most likely candidate tokens are checked against a small JSON prefix scanner (JsonPrefix,
+or SchemaPrefix for a schema); tokens that would make the text anything but the beginning of such an object
+are masked out, and the answer ends as soon as the object is complete.
 """
 
 from __future__ import annotations
@@ -71,7 +72,6 @@ class JsonPrefix:
             complete = _NUMBER.fullmatch(self.buffer) if self.lexeme == "number" else self.buffer in _LITERALS
             if not complete:
                 return self._fail()
-            self._on_lexeme_end()
             self.lexeme, self.expect = None, "after_value"
         if char in " \t\r\n":
             self.blanks += 1
@@ -190,8 +190,6 @@ class JsonPrefix:
 
     def _on_lexeme_char(self, char: str) -> None:
         """A character of a number after its first."""
-
-    def _on_lexeme_end(self) -> None: ...
 
     def _on_comma(self) -> None: ...
 
@@ -333,8 +331,9 @@ def _alternatives(node: dict, root: dict, unfolding: tuple[int, ...] = ()) -> li
     if isinstance(kind, list):
         return [{**node, "type": single} for single in kind]
     if kind is None:
-        implied = "object" if "properties" in node else "array" if "items" in node else "string" if "enum" in node else None
-        return [{**node, "type": implied}] if implied else _ANY
+        implied = [kind for keyword, kind in (("properties", "object"), ("items", "array"), ("enum", "string"))
+                   if keyword in node]
+        return [{**node, "type": implied[0]}] if implied else _ANY
     return [node]
 
 
@@ -421,7 +420,7 @@ class SchemaPrefix(JsonPrefix):
             else:
                 return self._fail()
             frame["seen"] = frame["seen"] + [text]
-            self.pending = _alternatives(schema, self.root) if schema else _ANY
+            self.pending = _alternatives(schema, self.root)
         elif text is not None and text not in self.pending[0]["enum"]:
             self._fail()
 

@@ -45,8 +45,8 @@ class LlamaDecoder:
         bf16 KV cache and attention); `int4` (bf16 for prompts; for decoding steps, whose few rows make a
         product a read of the weights, the layers' weights as 4-bit integers in groups of 32 along the input);
         `auto`: int4 when the layers' weights already lie on such a grid (a model converted from a 4-bit
-        GGUF, as the default model is, so nothing is rounded), else bf16 where the CPU computes it natively,
-        else fp32."""
+        GGUF, as the default model is: only each group's step and minimum are rounded, to bf16), else bf16
+        where the CPU computes it natively, else fp32."""
         config = json.loads((Path(model_dir) / "config.json").read_text())
         if config.get("model_type") not in ("llama", "mistral", "qwen2") or config.get("sliding_window"):
             raise UnsupportedModel(f"serving supports Llama-family models, not {config.get('model_type')!r}")

@@ -48,8 +48,9 @@ async def add_part(upload_id: str, request: Request, project: ProjectDep, servic
     part_id = new_id("part_")
     limit = min(PART_MAX_BYTES, upload.bytes)
     with services.blobs.writer(upload_store.part_key(upload_id, part_id)) as blob:
+        what = f"the upload's `bytes` ({limit})" if limit < PART_MAX_BYTES else f"{PART_MAX_BYTES} bytes"
         form = await read_upload(request, blob, limit, file_field="data",
-                                 limit="the upload's size" if limit < PART_MAX_BYTES else "the part size limit")
+                                 too_large_message=f"A part may hold at most {what}.")
         if not form.file_received:
             raise InvalidRequest("Missing required form field `data`.", param="data")
     record = UploadPartRecord(id=part_id, upload_id=upload_id, created_at=now(), bytes=blob.size)
