@@ -209,7 +209,7 @@ def test_32_concurrent_clients_get_the_unbatched_answers(server):
 
 def test_a_disconnected_stream_frees_its_slot(server_factory):
     server = server_factory(TUNEHOUSE_SERVE_SLOTS="1")
-    body = {"model": "gpt-4o-mini", "messages": QUESTION, "stream": True, "max_tokens": 2000,
+    body = {"model": "gpt-4o-mini", "stream": True, "max_tokens": 2000,
             "messages": [{"role": "user", "content": "Write a very long story."}]}
     with httpx.stream("POST", f"{server.base_url}/chat/completions", json=body, timeout=120) as response:
         for _ in zip(range(3), response.iter_lines()):

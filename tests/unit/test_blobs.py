@@ -26,7 +26,7 @@ def test_failed_write_leaves_nothing(tmp_path):
 
 
 def test_partial_writes_from_a_crash_are_discarded(tmp_path):
-    store = LocalBlobStore(tmp_path)
+    LocalBlobStore(tmp_path)  # makes the .partial folder a crash would leave a file in
     (tmp_path / ".partial" / "tmpabc").write_bytes(b"half a file")
     assert LocalBlobStore(tmp_path).discard_partial_writes() == 1
 

@@ -193,6 +193,12 @@ class Database:
     def create_all(self) -> None:
         Base.metadata.create_all(self.engine)
 
+    def add(self, record: Base) -> Base:
+        """Insert one row in a transaction of its own; returns it."""
+        with self.session() as session:
+            session.add(record)
+        return record
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A unit of work: committed on success, rolled back on any exception."""

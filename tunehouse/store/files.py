@@ -42,9 +42,7 @@ def _live(project: str):
 
 
 def add_file(db: Database, record: FileRecord) -> FileRecord:
-    with db.session() as session:
-        session.add(record)
-    return record
+    return db.add(record)
 
 
 def get_file(db: Database, project: str, file_id: str) -> FileRecord:

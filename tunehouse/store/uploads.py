@@ -40,12 +40,6 @@ def part_to_wire(record: UploadPartRecord) -> UploadPart:
     return UploadPart(id=record.id, created_at=record.created_at, upload_id=record.upload_id)
 
 
-def add_upload(db: Database, record: UploadRecord) -> UploadRecord:
-    with db.session() as session:
-        session.add(record)
-    return record
-
-
 def get_upload(db: Database, project: str, upload_id: str) -> UploadRecord:
     """Raises NotFound, also for another project's upload."""
     with db.session() as session:
@@ -61,12 +55,6 @@ def require_pending(record: UploadRecord) -> None:
     if current != "pending":
         raise InvalidRequest(f"Upload {record.id} is {current}: it takes no more parts and cannot be completed.",
                              param="upload_id")
-
-
-def add_part(db: Database, record: UploadPartRecord) -> UploadPartRecord:
-    with db.session() as session:
-        session.add(record)
-    return record
 
 
 def parts_in_order(db: Database, upload_id: str, part_ids: list[str]) -> list[UploadPartRecord]:

@@ -38,7 +38,7 @@ def create_upload(body: UploadCreateRequest, project: ProjectDep, services: Serv
         expires_at=created_at + upload_store.LIFETIME_SECONDS, status="pending",
         file_expires_after=body.expires_after.seconds if body.expires_after else None,
     )
-    return upload_store.to_wire(upload_store.add_upload(services.db, record))
+    return upload_store.to_wire(services.db.add(record))
 
 
 @router.post("/{upload_id}/parts", response_model=UploadPart)
@@ -54,7 +54,7 @@ async def add_part(upload_id: str, request: Request, project: ProjectDep, servic
         if not form.file_received:
             raise InvalidRequest("Missing required form field `data`.", param="data")
     record = UploadPartRecord(id=part_id, upload_id=upload_id, created_at=now(), bytes=blob.size)
-    return upload_store.part_to_wire(upload_store.add_part(services.db, record))
+    return upload_store.part_to_wire(services.db.add(record))
 
 
 @router.post("/{upload_id}/complete", response_model=Upload, response_model_exclude_none=True)
