@@ -142,3 +142,30 @@ def test_auto_precision_takes_int4_for_the_default_model_and_bf16_for_full_preci
         "int4" if native else "fp32")
     assert LlamaDecoder(tiny_model_dir, slots=1, max_len=64, precision="auto").precision == (
         "bf16" if native else "fp32")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_model_with_attention_biases_decodes_like_transformers(tmp_path, precision):
+    """Qwen2's q, k and v projections carry biases: in fp32 they widen bf16 products back to fp32, which the
+    cache and attention must narrow again."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    if precision == "bf16" and not native_bf16():
+        pytest.skip("bf16 products need a CPU with native bf16")
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         initializer_range=0.3, use_sliding_window=False)
+    model = Qwen2ForCausalLM(config).eval()
+    for layer in model.model.layers:  # transformers initialises biases to zero
+        for projection in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+            torch.nn.init.normal_(projection.bias, std=0.5)
+    model.save_pretrained(tmp_path)
+    decoder = LlamaDecoder(tmp_path, slots=2, max_len=128, precision=precision)
+    prompts = [[5, 17, 99, 3, 42], [7, 8, 9]]
+    got = ours(decoder, prompts, [None, None], steps=10)
+    if precision == "fp32":
+        assert got == [reference(model, prompt, 10) for prompt in prompts]
+    else:  # bf16 rounds: the same answers batched or alone is what holds exactly
+        alone = LlamaDecoder(tmp_path, slots=2, max_len=128, precision=precision)
+        assert got[1] == ours(alone, prompts[1:], [None], steps=10)[0]

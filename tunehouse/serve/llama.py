@@ -105,7 +105,14 @@ class LlamaDecoder:
         self.cache_dtype = torch.float32 if precision == "fp32" else torch.bfloat16
         self.cache_k = [torch.zeros(shape, dtype=self.cache_dtype) for _ in range(self.layers_n)]
         self.cache_v = [torch.zeros(shape, dtype=self.cache_dtype) for _ in range(self.layers_n)]
-        self.cos, self.sin = angles.cos().to(self.cache_dtype), angles.sin().to(self.cache_dtype)
+        # the same caches with one row per (slot, head, position), for a step's writes: one call per layer
+        self.cache_rows_k = [cache.view(-1, self.head_dim) for cache in self.cache_k]
+        self.cache_rows_v = [cache.view(-1, self.head_dim) for cache in self.cache_v]
+        # sin with its first half negated: rotating x is then x * cos + (x with its halves swapped) * sin, which
+        # is transformers' x * cos + cat(-x2, x1) * sin to the bit, in fewer operations
+        half = self.head_dim // 2
+        self.cos = angles.cos().to(self.cache_dtype)
+        self.sin = torch.cat([-angles[:, :half].sin(), angles[:, half:].sin()], dim=-1).to(self.cache_dtype)
 
     # --- adapters -----------------------------------------------------------------------------------------
 
@@ -127,22 +134,16 @@ class LlamaDecoder:
 
     # --- forward --------------------------------------------------------------------------------------
 
-    def _linear(self, x: torch.Tensor, layer: int, name: str, parts: tuple[str, ...], adapters: list[Adapter | None],
-                decoding: bool) -> torch.Tensor:
+    def _linear(self, x: torch.Tensor, layer: int, name: str, parts: tuple[str, ...],
+                adapter_rows: list[tuple[Adapter, torch.Tensor]], decoding: bool) -> torch.Tensor:
         """The (fused) projection `name` of `layer`, whose outputs are `parts` side by side, each plus its LoRA
-        delta on the rows that use an adapter."""
+        delta on the rows that use an adapter (`adapter_rows`: each adapter of the batch with its rows)."""
         projection = self.layers[layer][name]
         output = projection(x, decoding=decoding)
-        groups: dict[int, list[int]] = {}
-        for row, adapter in enumerate(adapters):
-            if adapter is not None:
-                groups.setdefault(id(adapter), []).append(row)
-        if not groups:
+        if not adapter_rows:
             return output
         outputs = output.split(projection.sizes, dim=-1)  # views: adding to them adds to the output
-        for rows in groups.values():
-            adapter = adapters[rows[0]]
-            index = torch.tensor(rows)
+        for adapter, index in adapter_rows:
             rows_in = x[index].to(self.dtype)  # attention's output is bf16 with a bf16 cache
             for part, proj in enumerate(parts):
                 if (layer, proj) not in adapter.weights:
@@ -155,10 +156,9 @@ class LlamaDecoder:
         return F.rms_norm(x, (x.shape[-1],), weight, self.eps)
 
     @staticmethod
-    def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        half = x.shape[-1] // 2
-        rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-        return x * cos + rotated * sin
+    def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+        swapped = x.unflatten(-1, (2, -1)).flip(-2).flatten(-2)
+        return x * cos + swapped * signed_sin
 
     @torch.inference_mode()
     def prefill(self, slots: list[int], prompts: list[list[int]], adapters: list[Adapter | None]) -> torch.Tensor:
@@ -169,71 +169,52 @@ class LlamaDecoder:
         own tokens before decoding ever attends to it."""
         steps = max(len(prompt) for prompt in prompts)
         ids = torch.tensor([prompt + [0] * (steps - len(prompt)) for prompt in prompts])
-        positions = torch.arange(steps).unsqueeze(0)
-        rotary = self._rotary(positions)
+        # cos and sin shaped (1, 1, T, head_dim) to broadcast over rows and heads
+        rotary = self.cos[:steps].view(1, 1, steps, -1), self.sin[:steps].view(1, 1, steps, -1)
         slot_index = torch.tensor(slots)
         length_groups = _rows_by([len(prompt) for prompt in prompts])
+        adapter_rows = _adapter_rows(adapters)
         x = self.embed[ids]
         for i in range(self.layers_n):
-            x = self._block(i, x, positions, rotary, adapters, slots=None, prefill_slots=slot_index,
-                            length_groups=length_groups)
+            q, k, v = self._attention_inputs(i, x, rotary, adapter_rows, decoding=False)
+            self.cache_k[i][slot_index, :, :steps] = k  # (B, kv_heads, T, d) at positions 0..T-1
+            self.cache_v[i][slot_index, :, :steps] = v
+            attended = torch.zeros_like(q)
+            for length, rows in length_groups:  # prompts on their own length: padding would change the rounding
+                attended[rows, :, :length] = F.scaled_dot_product_attention(
+                    q[rows, :, :length], k[rows, :, :length], v[rows, :, :length], is_causal=True, enable_gqa=True)
+            attended = attended.transpose(1, 2).reshape(len(prompts), steps, self.heads * self.head_dim)
+            x = self._output_and_mlp(i, x, attended, adapter_rows, decoding=False)
         last = torch.tensor([len(prompt) - 1 for prompt in prompts])
         x = self._rms_norm(x[torch.arange(len(prompts)), last], self.norm)
         return self.lm_head(x).float()
 
     @torch.inference_mode()
     def decode(self, slots: list[int], tokens: list[int], lengths: list[int], adapters: list[Adapter | None]) -> torch.Tensor:
-        """One step for a batch: token b is at position lengths[b] of slot slots[b]. Returns (B, vocab) logits."""
-        ids = torch.tensor(tokens).unsqueeze(1)
-        positions = torch.tensor(lengths).unsqueeze(1)
-        rotary = self._rotary(positions)
+        """One step for a batch: token b is at position lengths[b] of slot slots[b]. Returns (B, vocab) logits.
+
+        The hidden states are (B, hidden), one row per sequence, without the prompt path's time axis: for one
+        stream, the ~50 small operations per layer around the products cost more in calls than in arithmetic,
+        and every view or reshape left out is one call fewer."""
+        batch = len(tokens)
+        positions = torch.tensor(lengths)
+        rotary = self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)  # (B, 1, d): over heads
         slot_index = torch.tensor(slots)
-        span_groups = [(span, rows, _as_slice(slot_index[rows]), self._attention_mask(positions[rows, 0], span))
+        # where each row's key (and value) of each key/value head goes, in a layer's cache seen as one row
+        # per (slot, head, position)
+        heads = torch.arange(self.kv_heads)
+        cache_rows = ((slot_index[:, None] * self.kv_heads + heads) * self.max_len + positions[:, None]).view(-1)
+        span_groups = [(span, rows, _as_slice(slot_index[rows]), self._attention_mask(positions[rows], span))
                        for span, rows in _span_groups(lengths, self.max_len)]
-        x = self.embed[ids]
+        adapter_rows = _adapter_rows(adapters)
+        group = self.heads // self.kv_heads
+        x = self.embed[torch.tensor(tokens)]
         for i in range(self.layers_n):
-            x = self._block(i, x, positions, rotary, adapters, slots=slot_index, prefill_slots=None,
-                            span_groups=span_groups)
-        x = self._rms_norm(x[:, -1], self.norm)
-        return self.lm_head(x).float()
-
-    def _attention_mask(self, lengths: torch.Tensor, span: int) -> torch.Tensor:
-        """Additive mask (rows, 1, 1, span): 0 up to each row's own position, -inf past it (an additive
-        mask takes a faster path than a boolean one); built once per step, shared by every layer."""
-        hidden = torch.arange(span).unsqueeze(0) > lengths.unsqueeze(1)
-        mask = torch.zeros(hidden.shape, dtype=self.cache_dtype).masked_fill_(hidden, float("-inf"))
-        return mask.view(len(lengths), 1, 1, span)
-
-    def _rotary(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin at `positions`, shaped (B, 1, T, head_dim) to broadcast over heads; once per forward."""
-        return self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
-
-    def _block(self, i, x, positions, rotary, adapters, *, slots, prefill_slots, length_groups=(),
-               span_groups=()) -> torch.Tensor:
-        layer = self.layers[i]
-        batch, steps, _ = x.shape
-        decoding = prefill_slots is None
-        h = self._rms_norm(x, layer["input_norm"])
-        qkv = self._linear(h, i, "qkv", ("q_proj", "k_proj", "v_proj"), adapters, decoding)
-        # q's and k's heads side by side, rotated in one call: (B, heads + kv_heads, T, d)
-        qk_heads = qkv[..., :(self.heads + self.kv_heads) * self.head_dim].view(
-            batch, steps, self.heads + self.kv_heads, self.head_dim).transpose(1, 2)
-        q, k = self._rotate(qk_heads, *rotary).to(self.cache_dtype).split([self.heads, self.kv_heads], dim=1)
-        v = qkv[..., (self.heads + self.kv_heads) * self.head_dim:].view(
-            batch, steps, self.kv_heads, self.head_dim).transpose(1, 2).to(self.cache_dtype)
-        if not decoding:  # (B, kvh, T, d) written at positions 0..T-1
-            self.cache_k[i][prefill_slots, :, :steps] = k
-            self.cache_v[i][prefill_slots, :, :steps] = v
-            attended = torch.zeros_like(q)
-            for length, rows in length_groups:  # prompts on their own length: padding would change the rounding
-                attended[rows, :, :length] = F.scaled_dot_product_attention(
-                    q[rows, :, :length], k[rows, :, :length], v[rows, :, :length], is_causal=True, enable_gqa=True)
-        else:  # one new token per row, at its own position
-            lengths = positions[:, 0]
-            self.cache_k[i][slots, :, lengths] = k[:, :, 0]
-            self.cache_v[i][slots, :, lengths] = v[:, :, 0]
+            q, k, v = self._attention_inputs(i, x, rotary, adapter_rows, decoding=True)  # (B, heads, d)
+            self.cache_rows_k[i].index_copy_(0, cache_rows, k.reshape(-1, self.head_dim))
+            self.cache_rows_v[i].index_copy_(0, cache_rows, v.reshape(-1, self.head_dim))
             # the query heads that share a key/value head become that head's queries: (B, kv_heads, group, d)
-            grouped = q.reshape(batch, self.kv_heads, self.heads // self.kv_heads, self.head_dim)
+            grouped = q.reshape(batch, self.kv_heads, group, self.head_dim)
             if len(span_groups) == 1:  # every row in one bucket (one stream, or sequences of like lengths)
                 ((span, _, cached, mask),) = span_groups
                 attended = F.scaled_dot_product_attention(
@@ -244,13 +225,51 @@ class LlamaDecoder:
                     keys = self.cache_k[i][cached, :, :span]  # a view when the rows' slots are consecutive
                     values = self.cache_v[i][cached, :, :span]
                     attended[rows] = F.scaled_dot_product_attention(grouped[rows], keys, values, attn_mask=mask)
-            attended = attended.view(batch, self.heads, 1, self.head_dim)
-        attended = attended.transpose(1, 2).reshape(batch, steps, self.heads * self.head_dim)
-        x = x + self._linear(attended, i, "o_proj", ("o_proj",), adapters, decoding)
-        h = self._rms_norm(x, layer["post_norm"])
-        gate, up = self._linear(h, i, "gate_up", ("gate_proj", "up_proj"), adapters, decoding).split(
+            x = self._output_and_mlp(i, x, attended.reshape(batch, self.heads * self.head_dim), adapter_rows,
+                                     decoding=True)
+        return self.lm_head(self._rms_norm(x, self.norm)).float()
+
+    def _attention_mask(self, lengths: torch.Tensor, span: int) -> torch.Tensor:
+        """Additive mask (rows, 1, 1, span): 0 up to each row's own position, -inf past it (an additive
+        mask takes a faster path than a boolean one); built once per step, shared by every layer."""
+        hidden = torch.arange(span).unsqueeze(0) > lengths.unsqueeze(1)
+        mask = torch.zeros(hidden.shape, dtype=self.cache_dtype).masked_fill_(hidden, float("-inf"))
+        return mask.view(len(lengths), 1, 1, span)
+
+    def _attention_inputs(self, i: int, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor],
+                          adapter_rows: list[tuple[Adapter, torch.Tensor]], decoding: bool) -> tuple[torch.Tensor, ...]:
+        """Layer i's q, k and v for hidden states (B, T, hidden), as (B, heads, T, d), or, decoding, for
+        (B, hidden), as (B, heads, d); q and k rotated, all three in the cache's dtype."""
+        qkv = self._linear(self._rms_norm(x, self.layers[i]["input_norm"]), i, "qkv", ("q_proj", "k_proj", "v_proj"),
+                           adapter_rows, decoding)
+        qk, v = qkv.split([(self.heads + self.kv_heads) * self.head_dim, self.kv_heads * self.head_dim], dim=-1)
+        qk = qk.unflatten(-1, (self.heads + self.kv_heads, self.head_dim))
+        v = v.unflatten(-1, (self.kv_heads, self.head_dim))
+        if not decoding:
+            qk, v = qk.transpose(1, 2), v.transpose(1, 2)
+        # q's and k's heads side by side, rotated in one call
+        q, k = self._rotate(qk, *rotary).split([self.heads, self.kv_heads], dim=1)
+        if v.dtype != self.cache_dtype:  # a bias (fp32) widened the bf16 products
+            q, k, v = q.to(self.cache_dtype), k.to(self.cache_dtype), v.to(self.cache_dtype)
+        return q, k, v
+
+    def _output_and_mlp(self, i: int, x: torch.Tensor, attended: torch.Tensor,
+                        adapter_rows: list[tuple[Adapter, torch.Tensor]], decoding: bool) -> torch.Tensor:
+        """The rest of layer i once attention is done: its output projection and MLP, each added to x."""
+        x = x + self._linear(attended, i, "o_proj", ("o_proj",), adapter_rows, decoding)
+        h = self._rms_norm(x, self.layers[i]["post_norm"])
+        gate, up = self._linear(h, i, "gate_up", ("gate_proj", "up_proj"), adapter_rows, decoding).split(
             self.layers[i]["gate_up"].sizes, dim=-1)
-        return x + self._linear(F.silu(gate) * up, i, "down_proj", ("down_proj",), adapters, decoding)
+        return x + self._linear(F.silu(gate) * up, i, "down_proj", ("down_proj",), adapter_rows, decoding)
+
+
+def _adapter_rows(adapters: list[Adapter | None]) -> list[tuple[Adapter, torch.Tensor]]:
+    """Each adapter in the batch with the rows that use it; worked out once per forward, not per projection."""
+    groups: dict[int, list[int]] = {}
+    for row, adapter in enumerate(adapters):
+        if adapter is not None:
+            groups.setdefault(id(adapter), []).append(row)
+    return [(adapters[rows[0]], torch.tensor(rows)) for rows in groups.values()]
 
 
 SPAN_BUCKET = 64
@@ -320,7 +339,9 @@ class _Projection:
     def __call__(self, x: torch.Tensor, *, decoding: bool = False) -> torch.Tensor:
         if not self.bf16:
             return F.linear(x, self.weight, self.bias)
-        flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+        flat = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])  # a decoding step's rows are 2-D already
+        if flat.dtype != torch.bfloat16:
+            flat = flat.to(torch.bfloat16)
         if decoding and self.int4 is not None:
             # torch's int4 kernel computes each row on its own, the same for any number of rows
             out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.int4[0], INT4_GROUP, self.int4[1])
@@ -330,7 +351,8 @@ class _Projection:
             out = self._bf16_product(flat)
         # left in bf16: what reads it next (rotation, cache, SiLU, the next product) is bf16 too, and the fp32
         # residual stream widens it as it adds
-        out = out.view(*x.shape[:-1], self.out_features)
+        if x.dim() != 2:
+            out = out.view(*x.shape[:-1], self.out_features)
         return out if self.bias is None else out + self.bias
 
     def _bf16_product(self, rows: torch.Tensor) -> torch.Tensor:
