@@ -108,11 +108,11 @@ class LlamaDecoder:
         # the same caches with one row per (slot, head, position), for a step's writes: one call per layer
         self.cache_rows_k = [cache.view(-1, self.head_dim) for cache in self.cache_k]
         self.cache_rows_v = [cache.view(-1, self.head_dim) for cache in self.cache_v]
-        # sin with its first half negated: rotating x is then x * cos + (x with its halves swapped) * sin, which
-        # is transformers' x * cos + cat(-x2, x1) * sin to the bit, in fewer operations
+        # sin with its first half negated: rotating x is then x * cos + (x with its halves swapped) * signed_sin,
+        # which is transformers' x * cos + cat(-x2, x1) * sin to the bit, in fewer operations
         half = self.head_dim // 2
         self.cos = angles.cos().to(self.cache_dtype)
-        self.sin = torch.cat([-angles[:, :half].sin(), angles[:, half:].sin()], dim=-1).to(self.cache_dtype)
+        self.signed_sin = torch.cat([-angles[:, :half].sin(), angles[:, half:].sin()], dim=-1).to(self.cache_dtype)
 
     # --- adapters -----------------------------------------------------------------------------------------
 
@@ -170,7 +170,7 @@ class LlamaDecoder:
         steps = max(len(prompt) for prompt in prompts)
         ids = torch.tensor([prompt + [0] * (steps - len(prompt)) for prompt in prompts])
         # cos and sin shaped (1, 1, T, head_dim) to broadcast over rows and heads
-        rotary = self.cos[:steps].view(1, 1, steps, -1), self.sin[:steps].view(1, 1, steps, -1)
+        rotary = self.cos[:steps].view(1, 1, steps, -1), self.signed_sin[:steps].view(1, 1, steps, -1)
         slot_index = torch.tensor(slots)
         length_groups = _rows_by([len(prompt) for prompt in prompts])
         adapter_rows = _adapter_rows(adapters)
@@ -198,7 +198,7 @@ class LlamaDecoder:
         and every view or reshape left out is one call fewer."""
         batch = len(tokens)
         positions = torch.tensor(lengths)
-        rotary = self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)  # (B, 1, d): over heads
+        rotary = self.cos[positions].unsqueeze(1), self.signed_sin[positions].unsqueeze(1)  # (B, 1, d): over heads
         slot_index = torch.tensor(slots)
         # where each row's key (and value) of each key/value head goes, in a layer's cache seen as one row
         # per (slot, head, position)
