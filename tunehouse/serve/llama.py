@@ -265,11 +265,8 @@ class LlamaDecoder:
 
 def _adapter_rows(adapters: list[Adapter | None]) -> list[tuple[Adapter, torch.Tensor]]:
     """Each adapter in the batch with the rows that use it; worked out once per forward, not per projection."""
-    groups: dict[int, list[int]] = {}
-    for row, adapter in enumerate(adapters):
-        if adapter is not None:
-            groups.setdefault(id(adapter), []).append(row)
-    return [(adapters[rows[0]], torch.tensor(rows)) for rows in groups.values()]
+    groups = _rows_by([id(adapter) for adapter in adapters])
+    return [(adapters[int(rows[0])], rows) for _, rows in groups if adapters[int(rows[0])] is not None]
 
 
 SPAN_BUCKET = 64
