@@ -9,7 +9,7 @@ import torch
 from tunehouse.data.render import render_chat
 from tunehouse.serve.engine import SamplingParams, _detokenize, _Sequence, sample
 from tunehouse.cpu import native_bf16
-from tunehouse.serve.llama import INT4_GROUP, LlamaDecoder, _on_int4_grid, _Projection
+from tunehouse.serve.llama import INT4_GROUP, LlamaDecoder, _on_int4_grid, _on_int8_grid, _Projection
 from tunehouse.train.lora_sft import TrainConfig, run
 
 
@@ -127,19 +127,40 @@ def test_int4_weights_are_the_4bit_models_own_and_give_its_products():
     assert _on_int4_grid(weight)
     assert not _on_int4_grid(weight + torch.randn(weight.shape, generator=generator) * 1e-4)
 
-    projection = _Projection(weight, None, "int4")
+    projection = _Projection(weight, None, "int4", native_bf16())
     x = torch.randn(5, 4 * INT4_GROUP, generator=generator)
     exact = x @ weight.T
     decoded = projection(x, decoding=True).float()
     assert (decoded - exact).abs().max() < 0.02 * exact.abs().max()
-    assert not torch.equal(decoded, projection(x).float())  # decoding really took the int4 kernel
+    if native_bf16():
+        assert not torch.equal(decoded, projection(x).float())  # decoding took the int4 kernel, prompts bf16
+    else:  # bf16 products are slow without native bf16: prompts take the int4 kernel too, and no other copy
+        assert projection.weight is None and torch.equal(decoded, projection(x).float())
+
+
+def test_an_8bit_head_read_as_two_int4_halves_gives_its_products_alike_for_any_rows():
+    """A weight whose groups of 32 are a step times integers -127..127 (GGUF's Q8_0, the default model's
+    embedding) is taken exactly as two int4 weights, and gives x @ W.T up to bf16 rounding, each row the same
+    whatever else is in the batch."""
+    generator = torch.Generator().manual_seed(0)
+    integers = torch.randint(-127, 128, (96, 4, INT4_GROUP), generator=generator).float()
+    integers[:, :, 0] = 127  # each group's largest magnitude sets its step, as Q8_0 quantizes
+    weight = (integers * (torch.rand(96, 4, 1, generator=generator) * 0.001)).view(96, 4 * INT4_GROUP)
+    assert _on_int8_grid(weight)
+    assert not _on_int8_grid(weight + torch.randn(weight.shape, generator=generator) * 1e-5)
+
+    projection = _Projection(weight, None, "int8", native_bf16())
+    x = torch.randn(7, 4 * INT4_GROUP, generator=generator)
+    exact = x @ weight.T
+    together = projection(x)
+    assert (together - exact).abs().max() < 0.01 * exact.abs().max()
+    assert all(torch.equal(projection(x[row:row + 1])[0], together[row]) for row in range(7))
 
 
 def test_auto_precision_takes_int4_for_the_default_model_and_bf16_for_full_precision_weights(default_model_dir,
                                                                                           tiny_model_dir):
     native = native_bf16()
-    assert LlamaDecoder(default_model_dir, slots=1, max_len=64, precision="auto").precision == (
-        "int4" if native else "fp32")
+    assert LlamaDecoder(default_model_dir, slots=1, max_len=64, precision="auto").precision == "int4"
     assert LlamaDecoder(tiny_model_dir, slots=1, max_len=64, precision="auto").precision == (
         "bf16" if native else "fp32")
 

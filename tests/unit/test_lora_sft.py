@@ -173,8 +173,11 @@ def test_a_batch_split_into_row_groups_gives_the_same_update(tiny_model_dir, dat
                dataset, None, Hooks())
     expected, got = adapter_weights(whole.adapter_dir), adapter_weights(rows.adapter_dir)
     assert whole.trained_tokens == rows.trained_tokens
+    # sums in another order differ in the last bits, which Adam can lift to ~1e-5 where a gradient is near
+    # zero (seen with AVX2's fp32 kernels); a lost or doubled row group moves weights by a good part of a step
+    # (the learning rate, 1e-2)
     for name, weight in expected.items():
-        torch.testing.assert_close(got[name], weight, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got[name], weight, rtol=1e-4, atol=1e-4)
 
 
 def test_two_lanes_train_the_weights_one_lane_does(tiny_model_dir, dataset, tmp_path):

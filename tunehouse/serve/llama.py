@@ -66,18 +66,24 @@ class LlamaDecoder:
         self.slots = slots
 
         weights = _load_weights(Path(model_dir))
+        native = native_bf16()
         if precision == "auto":
-            precision = "bf16" if native_bf16() else "fp32"
-            if precision == "bf16" and all(_on_int4_grid(w) for name, w in weights.items() if _is_layer_product(name)):
+            if all(_on_int4_grid(w) for name, w in weights.items() if _is_layer_product(name)):
                 precision = "int4"
+            else:
+                precision = "bf16" if native else "fp32"
         self.precision = precision
         self.dtype = torch.float32
         cast = lambda name: weights.pop(name).float()  # noqa: E731
         self.embed = cast("model.embed_tokens.weight")
-        # the head stays bf16 with int4: the default model's embedding is 8-bit, which 4 bits would round
-        head_precision = "bf16" if precision == "int4" else precision
-        self.lm_head = _Projection(cast("lm_head.weight") if "lm_head.weight" in weights else self.embed, None,
-                                   head_precision)
+        # the head is not int4: the default model's embedding is 8-bit, which 4 bits would round. Without
+        # native bf16, an 8-bit head is read as two 4-bit halves (half fp32's bytes, and the same numbers for
+        # a row whatever the batch, which MKL's fp32 products do not give)
+        head = cast("lm_head.weight") if "lm_head.weight" in weights else self.embed
+        head_precision = precision
+        if precision == "int4":
+            head_precision = "bf16" if native else "int8" if _on_int8_grid(head) else "fp32"
+        self.lm_head = _Projection(head, None, head_precision, native)
         self.norm = cast("model.norm.weight")
         self.layers = []
         for i in range(self.layers_n):
@@ -89,11 +95,11 @@ class LlamaDecoder:
                 return cast(f"{prefix}{group}.{proj}.weight"), cast(bias) if bias in weights else None
 
             # q, k, v (and gate, up) share their input: one matrix product each instead of three (two)
-            fused = lambda parts: _Projection.fused(parts, precision)  # noqa: E731
+            fused = lambda parts: _Projection.fused(parts, precision, native)  # noqa: E731
             layer["qkv"] = fused([take("self_attn", p) for p in ("q_proj", "k_proj", "v_proj")])
-            layer["o_proj"] = _Projection(*take("self_attn", "o_proj"), precision)
+            layer["o_proj"] = _Projection(*take("self_attn", "o_proj"), precision, native)
             layer["gate_up"] = fused([take("mlp", p) for p in ("gate_proj", "up_proj")])
-            layer["down_proj"] = _Projection(*take("mlp", "down_proj"), precision)
+            layer["down_proj"] = _Projection(*take("mlp", "down_proj"), precision, native)
             self.layers.append(layer)
 
         theta = rope.get("rope_theta") or config.get("rope_theta", 10000.0)
@@ -101,8 +107,9 @@ class LlamaDecoder:
         angles = torch.outer(torch.arange(self.max_len, dtype=torch.float32), inv_freq)
         angles = torch.cat([angles, angles], dim=-1)  # (max_len, head_dim), as transformers lays it out
         shape = (slots, self.kv_heads, self.max_len, self.head_dim)
-        # with bf16 products the cache and attention are bf16 too: attention reads the whole cache every step
-        self.cache_dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+        # with bf16 products the cache and attention are bf16 too (attention reads the whole cache every step),
+        # where the CPU computes bf16 natively; elsewhere bf16 arithmetic is converted to fp32 and back
+        self.cache_dtype = torch.bfloat16 if precision != "fp32" and native else torch.float32
         self.cache_k = [torch.zeros(shape, dtype=self.cache_dtype) for _ in range(self.layers_n)]
         self.cache_v = [torch.zeros(shape, dtype=self.cache_dtype) for _ in range(self.layers_n)]
         # the same caches with one row per (slot, head, position), for a step's writes: one call per layer
@@ -308,30 +315,34 @@ INT4_GROUP = 32
 
 class _Projection:
     """`x @ W.T + b` in the decoder's precision: W as loaded (fp32), in oneDNN's blocked bf16 layout (bf16),
-    or, for int4, that bf16 layout for prompts plus 4-bit integers for decoding steps."""
+    or, for int4, 4-bit integers for decoding steps, and for prompts that bf16 layout where the CPU computes
+    bf16 natively (elsewhere the int4 kernel again: it computes in fp32 and is as fast as an fp32 product)."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, precision: str,
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, precision: str, native_bf16: bool,
                  sizes: list[int] | None = None) -> None:
         self.bias = bias
         self.out_features = weight.shape[0]
         self.sizes = sizes or [weight.shape[0]]
         """Output widths of the projections fused into this one (their outputs are split back)."""
         self.int4 = _int4_packed(weight) if precision == "int4" else None
+        self.int8_halves = _int8_as_int4_halves(weight) if precision == "int8" else None
+        self.int4_only = (self.int4 is not None and not native_bf16) or self.int8_halves is not None
         self.bf16 = precision != "fp32"
-        self.weight = weight
-        if self.bf16:
+        self.weight = None if self.int4_only else weight
+        if self.bf16 and not self.int4_only:
             # oneDNN's blocked layout, once: a plain bf16 weight is re-laid out at every call, which costs
             # as much as the product itself for the few rows of a decoding step
             self.weight = weight.to(torch.bfloat16).contiguous()
-            if torch.backends.mkldnn.is_available():
+            if torch.backends.mkldnn.is_available() and native_bf16:
                 self.weight = torch.ops.mkldnn._reorder_linear_weight(self.weight, None)
 
     @classmethod
-    def fused(cls, parts: list[tuple[torch.Tensor, torch.Tensor | None]], precision: str) -> _Projection:
+    def fused(cls, parts: list[tuple[torch.Tensor, torch.Tensor | None]], precision: str,
+              native_bf16: bool) -> _Projection:
         weight = torch.cat([w for w, _ in parts])
         biases = [b if b is not None else torch.zeros(w.shape[0], dtype=w.dtype) for w, b in parts]
         bias = torch.cat(biases) if any(b is not None for _, b in parts) else None
-        return cls(weight, bias, precision, sizes=[w.shape[0] for w, _ in parts])
+        return cls(weight, bias, precision, native_bf16, sizes=[w.shape[0] for w, _ in parts])
 
     def __call__(self, x: torch.Tensor, *, decoding: bool = False) -> torch.Tensor:
         if not self.bf16:
@@ -339,7 +350,11 @@ class _Projection:
         flat = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])  # a decoding step's rows are 2-D already
         if flat.dtype != torch.bfloat16:
             flat = flat.to(torch.bfloat16)
-        if decoding and self.int4 is not None:
+        if self.int8_halves is not None:
+            high, low = (torch.ops.aten._weight_int4pack_mm_for_cpu(flat, packed, INT4_GROUP, scales)
+                         for packed, scales in self.int8_halves)
+            out = high.float() + low.float()
+        elif self.int4 is not None and (decoding or self.int4_only):
             # torch's int4 kernel computes each row on its own, the same for any number of rows
             out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.int4[0], INT4_GROUP, self.int4[1])
         elif flat.shape[0] > ROW_INVARIANT_ROWS:
@@ -392,6 +407,34 @@ def _int4_packed(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(integers.to(torch.int32), 1)
     scales_and_zeros = torch.stack([step, minimum + 8 * step], dim=-1).transpose(0, 1).contiguous()
     return packed, scales_and_zeros.to(torch.bfloat16)
+
+
+def _on_int8_grid(weight: torch.Tensor) -> bool:
+    """True when every group of INT4_GROUP weights is a step times integers -127..127, the step being the
+    group's largest magnitude / 127 (an 8-bit model's weights: GGUF's Q8_0, as the default model's embedding)."""
+    if weight.shape[-1] % INT4_GROUP:
+        return False
+    groups = weight.float().view(weight.shape[0], -1, INT4_GROUP)
+    step = (groups.abs().amax(-1, keepdim=True) / 127).clamp(min=1e-30)
+    return bool(((groups / step) - (groups / step).round()).abs().max() < 1e-3)
+
+
+def _int8_as_int4_halves(weight: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """An 8-bit weight (see `_on_int8_grid`) as two int4 weights that add up to it, for the int4 kernel: each
+    integer q is 16 * high + low, with high in -8..7 and low in 0..15. Only each group's step is rounded (to
+    bf16, as the int4 kernel takes it)."""
+    rows, columns = weight.shape
+    groups = weight.float().view(rows, columns // INT4_GROUP, INT4_GROUP)
+    step = (groups.abs().amax(-1) / 127).clamp(min=1e-30)
+    integers = torch.round(groups / step[..., None])
+    high = torch.div(integers, 16, rounding_mode="floor")
+    low = integers - 16 * high
+    halves = []
+    # the kernel computes (q - 8) * scale + zero: high is stored as high + 8 with zero 0, low with zero 8 steps
+    for stored, scale, zero in ((high + 8, 16 * step, torch.zeros_like(step)), (low, step, 8 * step)):
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(stored.view(rows, columns).to(torch.int32), 1)
+        halves.append((packed, torch.stack([scale, zero], dim=-1).transpose(0, 1).contiguous().to(torch.bfloat16)))
+    return halves
 
 
 def _load_weights(model_dir: Path) -> dict[str, torch.Tensor]:
