@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 import transformers
 
+from tunehouse.cpu import native_bf16
+
 HERE = Path(__file__).resolve().parent
 RUNS = [
     ("Training: tunehouse against TRL SFTTrainer + PEFT", ["bench/training_vs_trl.py"]),
@@ -21,15 +23,29 @@ RUNS = [
     ("End to end: one job through the API", ["bench/job_overhead.py"]),
     ("Quality with everything on auto", ["bench/structured_task.py"]),
     ("Serving (HTTP API vs transformers.generate)", ["bench/serving.py"]),
-    ("Serving with bf16 products throughout", ["bench/serving.py", "--precision", "bf16"]),
 ]
+# the precision to set for many concurrent streams: bf16 where the CPU computes it natively, else fp32
+RUNS.append(("Serving with bf16 products throughout", ["bench/serving.py", "--precision", "bf16"]) if native_bf16()
+            else ("Serving with fp32 products throughout (no native bf16 here)", ["bench/serving.py", "--precision", "fp32"]))
+
+
+def cpu_description() -> str:
+    """The processor's name and the vector extensions that decide which kernels run (and so the figures)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    field = lambda key: next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), "")  # noqa: E731
+    extensions = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in field("flags").split()]
+    return (f"{field('model name') or platform.machine()} ({', '.join(extensions) or 'no AVX2'}; "
+            f"native bf16 products: {'yes' if native_bf16() else 'no'})")
 
 
 def main() -> None:
     sections = [
         "# Benchmark results",
         "",
-        f"Run on {datetime.date.today()} with `make bench`: {platform.processor() or platform.machine()}, "
+        f"Run on {datetime.date.today()} with `make bench`: {cpu_description()}, "
         f"{torch.get_num_threads()} threads, Python {platform.python_version()}, torch {torch.__version__}, "
         f"transformers {transformers.__version__}.",
     ]
