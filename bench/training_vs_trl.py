@@ -13,7 +13,8 @@ synthetic chat examples of about 100 tokens. Each trains in its own process, so 
   largest of the runs; the held-out loss is the first run's (the runs are seeded alike).
 - held-out loss: one evaluator for both, in fp32 with plain transformers + PEFT, mean cross-entropy over the
   assistant tokens of examples neither trainer saw.
-- MFU: model FLOPs over the machine's measured bf16 matrix-product peak. FLOPs per trained token are counted
+- MFU: model FLOPs over the machine's measured matrix-product peak (bf16 where the CPU computes it natively,
+  else fp32). FLOPs per trained token are counted
   as 4 x the body's linear weights (forward 2, input gradients 2: the frozen weights need no weight
   gradient) plus 4 x the vocabulary head per loss token; attention scores, LoRA's rank-8 products and norms
   are left out (under 3% at 100 tokens). The same useful FLOPs are counted for both trainers.
@@ -161,7 +162,7 @@ def matmul_peak(dtype_name: str, seconds: float = 3.0) -> float:
     a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
     a @ b
     runs, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
+    while not runs or time.perf_counter() - started < seconds:
         a @ b
         runs += 1
     return 2 * 2048**3 * runs / (time.perf_counter() - started) / 1e9
@@ -242,17 +243,22 @@ def main() -> None:
                       "peak_rss_mb": max(r["peak_rss_mb"] for r in done), "heldout_loss": done[0]["heldout_loss"]}
                for name, done in runs.items()}
 
-    peak_bf16, peak_fp32 = matmul_peak("bfloat16"), matmul_peak("float32")
+    from tunehouse.cpu import native_bf16
+
+    peak_fp32 = matmul_peak("float32")
+    peak_bf16 = matmul_peak("bfloat16") if native_bf16() else None  # else converted to fp32: no peak of its own
+    peak, peak_name = (peak_bf16, "bf16") if peak_bf16 else (peak_fp32, "fp32")
     flops = flops_per_token(model_dir, loss_fraction)
-    print(f"matrix-product peak here: bf16 {peak_bf16:.0f} GFLOP/s, fp32 {peak_fp32:.0f} GFLOP/s; "
-          f"{flops / 1e6:.0f} MFLOP per trained token")
+    print(f"matrix-product peak here: {f'bf16 {peak_bf16:.0f} GFLOP/s' if peak_bf16 else 'no native bf16'}, "
+          f"fp32 {peak_fp32:.0f} GFLOP/s; {flops / 1e6:.0f} MFLOP per trained token")
     for name, label in (("trl", "TRL SFTTrainer + PEFT (fp32)"), ("tunehouse", "tunehouse recipe")):
         r = results[name]
         rate = r["tokens"] / r["seconds"]
         results[name]["rate"] = rate
         print(f"{label:>30}: {rate:7.1f} tokens/s ({r['tokens']} tokens in {r['seconds']:.1f} s), "
               f"peak RSS {r['peak_rss_mb']:.0f} MB, held-out loss {r['heldout_loss']:.4f}, "
-              f"MFU {rate * flops / 1e9 / peak_bf16:.1%} of bf16 peak ({rate * flops / 1e9 / peak_fp32:.0%} of fp32)")
+              f"MFU {rate * flops / 1e9 / peak:.1%} of the {peak_name} peak"
+              + (f" ({rate * flops / 1e9 / peak_fp32:.0%} of fp32's)" if peak_bf16 else ""))
     ours, theirs = results["tunehouse"], results["trl"]
     print(f"ratio: {ours['rate'] / theirs['rate']:.2f}x TRL's tokens/s, "
           f"{ours['peak_rss_mb'] / theirs['peak_rss_mb']:.2f}x its peak RSS, "
