@@ -17,6 +17,7 @@ outputs token for token.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from ..cpu import native_bf16
+
+log = logging.getLogger("tunehouse.serve")
+
 
 class UnsupportedModel(ValueError):
     """The folder is not a Llama-family model this engine can serve."""
@@ -42,8 +46,9 @@ class Adapter:
 class LlamaDecoder:
     def __init__(self, model_dir: Path, *, slots: int, max_len: int, precision: str = "fp32") -> None:
         """`precision` of the matrix products (docs/serving.md): `fp32`; `bf16` (oneDNN's bf16 kernels, with a
-        bf16 KV cache and attention); `int4` (bf16 for prompts; for decoding steps, whose few rows make a
-        product a read of the weights, the layers' weights as 4-bit integers in groups of 32 along the input);
+        bf16 KV cache and attention); `int4` (bf16 for prompts where the CPU computes bf16 natively; for decoding
+        steps, whose few rows make a product a read of the weights, and elsewhere for prompts too, the layers'
+        weights as 4-bit integers in groups of 32 along the input);
         `auto`: int4 when the layers' weights already lie on such a grid (a model converted from a 4-bit
         GGUF, as the default model is: only each group's step and minimum are rounded, to bf16), else bf16
         where the CPU computes it natively, else fp32."""
@@ -72,6 +77,9 @@ class LlamaDecoder:
                 precision = "int4"
             else:
                 precision = "bf16" if native else "fp32"
+        if precision == "bf16" and not native:
+            log.warning("this CPU has no native bf16 (AVX-512 BF16 or AMX): bf16 products are converted to fp32 "
+                        "and back, slower than TUNEHOUSE_SERVE_PRECISION=fp32")
         self.precision = precision
         self.dtype = torch.float32
         cast = lambda name: weights.pop(name).float()  # noqa: E731
