@@ -323,8 +323,9 @@ INT4_GROUP = 32
 
 class _Projection:
     """`x @ W.T + b` in the decoder's precision: W as loaded (fp32), in oneDNN's blocked bf16 layout (bf16),
-    or, for int4, 4-bit integers for decoding steps, and for prompts that bf16 layout where the CPU computes
-    bf16 natively (elsewhere the int4 kernel again: it computes in fp32 and is as fast as an fp32 product)."""
+    for int4, 4-bit integers for decoding steps, and for prompts that bf16 layout where the CPU computes bf16
+    natively (elsewhere the int4 kernel again, with no second copy of the weights), or, for int8 (an 8-bit
+    head without native bf16), two int4 halves."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, precision: str, native_bf16: bool,
                  sizes: list[int] | None = None) -> None:
@@ -417,30 +418,35 @@ def _int4_packed(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return packed, scales_and_zeros.to(torch.bfloat16)
 
 
+def _int8_grid(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, K) weight over its groups' steps, in groups of INT4_GROUP along K, each group's step being its
+    largest magnitude / 127 (GGUF's Q8_0): integers -127..127 for an 8-bit model; returns (that, steps)."""
+    groups = weight.float().view(weight.shape[0], -1, INT4_GROUP)
+    step = (groups.abs().amax(-1) / 127).clamp(min=1e-30)
+    return groups / step[..., None], step
+
+
 def _on_int8_grid(weight: torch.Tensor) -> bool:
-    """True when every group of INT4_GROUP weights is a step times integers -127..127, the step being the
-    group's largest magnitude / 127 (an 8-bit model's weights: GGUF's Q8_0, as the default model's embedding)."""
+    """True when every group of the weight is its step times integers (an 8-bit model's weights, as the
+    default model's embedding)."""
     if weight.shape[-1] % INT4_GROUP:
         return False
-    groups = weight.float().view(weight.shape[0], -1, INT4_GROUP)
-    step = (groups.abs().amax(-1, keepdim=True) / 127).clamp(min=1e-30)
-    return bool(((groups / step) - (groups / step).round()).abs().max() < 1e-3)
+    scaled, _ = _int8_grid(weight)
+    return bool((scaled - scaled.round()).abs().max() < 1e-3)
 
 
 def _int8_as_int4_halves(weight: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """An 8-bit weight (see `_on_int8_grid`) as two int4 weights that add up to it, for the int4 kernel: each
     integer q is 16 * high + low, with high in -8..7 and low in 0..15. Only each group's step is rounded (to
     bf16, as the int4 kernel takes it)."""
-    rows, columns = weight.shape
-    groups = weight.float().view(rows, columns // INT4_GROUP, INT4_GROUP)
-    step = (groups.abs().amax(-1) / 127).clamp(min=1e-30)
-    integers = torch.round(groups / step[..., None])
+    scaled, step = _int8_grid(weight)
+    integers = scaled.round()
     high = torch.div(integers, 16, rounding_mode="floor")
     low = integers - 16 * high
     halves = []
     # the kernel computes (q - 8) * scale + zero: high is stored as high + 8 with zero 0, low with zero 8 steps
     for stored, scale, zero in ((high + 8, 16 * step, torch.zeros_like(step)), (low, step, 8 * step)):
-        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(stored.view(rows, columns).to(torch.int32), 1)
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(stored.view(weight.shape).to(torch.int32), 1)
         halves.append((packed, torch.stack([scale, zero], dim=-1).transpose(0, 1).contiguous().to(torch.bfloat16)))
     return halves
 
