@@ -14,7 +14,7 @@ the vocabulary head only at loss positions (always on). The runs:
 - + two lanes: and two row groups at a time, each in its own thread: tunehouse's default where there are
   two cores or more. The runs above it use one lane (autocast is per thread, so it needs one).
 Where the CPU has no native bf16 (bf16 products are then converted to fp32 and back, far slower than fp32),
-the bf16 runs are left out and fp32 with two lanes, tunehouse's way there, is measured instead.
+the bf16 runs are left out and fp32 with two lanes (the default there is one) is measured instead.
 Printed: steady tokens/s (after the first logged step), wall time with model load and validation, and the
 validation loss after the run.
 """

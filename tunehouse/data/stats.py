@@ -12,7 +12,7 @@ from .validate import DatasetReport
 def cpu_training_tokens_per_second() -> float:
     """Rough LoRA training throughput of the default model on a 2-core CPU (`make bench`), for estimates:
     ~770 tokens/s with native bf16 (AVX-512, 2026-12-02), ~160 without (fp32 on an AVX2 EPYC, 2026-12-03)."""
-    return 700.0 if native_bf16() else 160.0
+    return 770.0 if native_bf16() else 160.0
 
 
 def auto_epochs(n_examples: int) -> int:
