@@ -2,14 +2,16 @@
 
 Why: transformers' decoder layer and PEFT's wrappers issue many small operations and Python calls per layer,
 and in training most of a step is such calls, not matrix products (docs/training.md). Here:
-- q, k and v are one bf16 product, and so are gate and up; the LoRA A products of the projections that
+- q, k and v are one product, and so are gate and up; the LoRA A products of the projections that
   share an input are one product too;
-- each projection keeps its input for backward once, in bf16 (half the memory of fp32);
+- each projection keeps its input for backward once, in the frozen weights' precision (with a bf16 base,
+  half the memory of fp32);
 - attention from the q, k, v product (with the rotation of q and k), RMSNorm and SwiGLU are one
   operation each, with a hand-written backward whose gradient is one tensor (no zero-filled slices added
   up, no concatenation); SiLU is recomputed in backward.
 
-The PEFT model still owns every parameter (the fused bf16 weights are the base layers' own storage, seen
+The frozen weights are bf16 where the CPU computes bf16 natively, fp32 elsewhere (lora_sft.load_model).
+The PEFT model still owns every parameter (the fused weights are the base layers' own storage, seen
 through views), so the optimizer, checkpoints and adapter files are what they were. It is installed as the
 decoder stack's `forward`, so `model(...)` and the training loop both go through it; right padding only
 (the loop's batches): causal attention keeps padding out of every real position.
@@ -26,26 +28,26 @@ MLP = ("gate_proj", "up_proj")
 
 
 class FusedLora(torch.autograd.Function):
-    """Projections that read one input, as one: x W^T (bf16 product widened to fp32) plus, for each part p
-    of the output, scaling * (x A_p^T) B_p^T in fp32 (LoRA's sum is never rounded to bf16; see
-    lora_sft.LoraOnBf16Base). `lora_a` is the parts' A matrices stacked, (parts x r, in)."""
+    """Projections that read one input, as one: x W^T (with a bf16 base, a bf16 product widened to fp32)
+    plus, for each part p of the output, scaling * (x A_p^T) B_p^T in fp32 (LoRA's sum is never rounded to
+    bf16; see lora_sft.LoraOnBf16Base). `lora_a` is the parts' A matrices stacked, (parts x r, in)."""
 
     @staticmethod
     def forward(ctx, x, weight, scaling, lora_a, *lora_bs):
-        x_bf16 = x.to(torch.bfloat16)
-        out = torch.mm(x_bf16, weight.t()).float()
+        x_kept = x.to(weight.dtype)
+        out = torch.mm(x_kept, weight.t()).float()
         low_rank = torch.mm(x, lora_a.t()).mul_(scaling)  # (N, parts x r)
         rank, start = lora_a.shape[0] // len(lora_bs), 0
         for part, lora_b in enumerate(lora_bs):
             out[:, start : start + lora_b.shape[0]].addmm_(low_rank[:, part * rank : (part + 1) * rank], lora_b.t())
             start += lora_b.shape[0]
-        ctx.save_for_backward(x_bf16, weight, lora_a, low_rank, *lora_bs)
+        ctx.save_for_backward(x_kept, weight, lora_a, low_rank, *lora_bs)
         ctx.scaling = scaling
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        x_bf16, weight, lora_a, low_rank, *lora_bs = ctx.saved_tensors
+        x_kept, weight, lora_a, low_rank, *lora_bs = ctx.saved_tensors
         rank, start = lora_a.shape[0] // len(lora_bs), 0
         grad_low = torch.empty_like(low_rank)
         grad_bs = []
@@ -56,11 +58,12 @@ class FusedLora(torch.autograd.Function):
             grad_low[:, columns] = torch.mm(grad_part, lora_b)
             start += lora_b.shape[0]
         grad_low.mul_(ctx.scaling)
-        # a bf16 product (fp32 sums): a rank x width result, where widening x first would copy all of x
-        grad_a = torch.mm(grad_low.t().to(torch.bfloat16), x_bf16).float()
+        # in the kept input's precision (bf16 with fp32 sums, with a bf16 base): a rank x width result,
+        # where widening x first would copy all of x
+        grad_a = torch.mm(grad_low.t().to(weight.dtype), x_kept).float()
         grad_x = None
         if ctx.needs_input_grad[0]:  # not for the first layer's input, which comes from the frozen embedding
-            grad_x = torch.mm(grad.to(torch.bfloat16), weight).float().addmm_(grad_low, lora_a)
+            grad_x = torch.mm(grad.to(weight.dtype), weight).float().addmm_(grad_low, lora_a)
         return grad_x, None, None, grad_a, *grad_bs
 
 
@@ -162,7 +165,7 @@ class SwiGLU(torch.autograd.Function):
 
 
 def install(peft_model) -> bool:
-    """Make the decoder stack of `peft_model` (frozen weights already bf16) compute with this module, where
+    """Make the decoder stack of `peft_model` (frozen weights in bf16 or fp32) compute with this module, where
     it is a plain Llama with LoRA on all seven projections and no dropout; False (nothing changed) where not."""
     from peft.tuners.lora import Linear as LoraLinear
 
@@ -179,8 +182,10 @@ def install(peft_model) -> bool:
         if not all(isinstance(module, LoraLinear) and len(module.active_adapters) == 1 for module in modules.values()):
             return False
         (adapter,) = modules["q_proj"].active_adapters
-        if any(not isinstance(m.lora_dropout[adapter], torch.nn.Identity) or m.base_layer.weight.dtype != torch.bfloat16
-               or m.scaling[adapter] != modules["q_proj"].scaling[adapter] for m in modules.values()):
+        dtype = modules["q_proj"].base_layer.weight.dtype
+        if dtype not in (torch.bfloat16, torch.float32) or any(
+                not isinstance(m.lora_dropout[adapter], torch.nn.Identity) or m.base_layer.weight.dtype != dtype
+                or m.scaling[adapter] != modules["q_proj"].scaling[adapter] for m in modules.values()):
             return False
         layers.append((layer, modules, adapter))
     if not layers:
@@ -236,7 +241,7 @@ class _Body:
 
 
 def _fuse(modules, adapter):
-    """One bf16 weight for projections that share an input; their base layers then see views of it."""
+    """One weight for projections that share an input; their base layers then see views of it."""
     weight = torch.cat([module.base_layer.weight.detach() for module in modules]) if len(modules) > 1 \
         else modules[0].base_layer.weight.detach()
     start = 0
