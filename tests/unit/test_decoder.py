@@ -134,8 +134,23 @@ def test_int4_weights_are_the_4bit_models_own_and_give_its_products():
     assert (decoded - exact).abs().max() < 0.02 * exact.abs().max()
     if native_bf16():
         assert not torch.equal(decoded, projection(x).float())  # decoding took the int4 kernel, prompts bf16
-    else:  # bf16 products are slow without native bf16: prompts take the int4 kernel too, and no other copy
-        assert projection.weight is None and torch.equal(decoded, projection(x).float())
+    else:  # bf16 products are slow without native bf16: prompts take the weight in fp32 (MKL)
+        torch.testing.assert_close(projection(x), exact)
+
+
+@pytest.mark.skipif(native_bf16(), reason="prompts take bf16 products where the CPU has native bf16")
+def test_a_prompts_fp32_rows_are_alike_alone_or_among_others_for_int4_without_native_bf16():
+    """With int4 and no native bf16, prompts go through MKL's fp32 products, padded to at least
+    MKL_ROW_INVARIANT_ROWS rows: a prompt of any length gives its rows bit for bit as among other prompts' rows
+    (fewer rows alone would take MKL's other kernels, which round differently)."""
+    generator = torch.Generator().manual_seed(0)
+    integers = torch.randint(0, 16, (1536, 576 // INT4_GROUP, INT4_GROUP), generator=generator).float()
+    weight = (integers * 0.003 - 0.02).view(1536, 576)  # the default model's MLP shape
+    projection = _Projection(weight, None, "int4", native_bf16=False)
+    x = torch.randn(300, 576, generator=generator)
+    together = projection(x)
+    for rows in (*range(1, 14), 40):
+        assert torch.equal(projection(x[100:100 + rows]), together[100:100 + rows]), rows
 
 
 def test_an_8bit_head_read_as_two_int4_halves_gives_its_products_alike_for_any_rows():

@@ -46,9 +46,9 @@ class Adapter:
 class LlamaDecoder:
     def __init__(self, model_dir: Path, *, slots: int, max_len: int, precision: str = "fp32") -> None:
         """`precision` of the matrix products (docs/serving.md): `fp32`; `bf16` (oneDNN's bf16 kernels, with a
-        bf16 KV cache and attention); `int4` (bf16 for prompts where the CPU computes bf16 natively; for decoding
-        steps, whose few rows make a product a read of the weights, and elsewhere for prompts too, the layers'
-        weights as 4-bit integers in groups of 32 along the input);
+        bf16 KV cache and attention); `int4` (for decoding steps, whose few rows make a product a read of the
+        weights, the layers' weights as 4-bit integers in groups of 32 along the input; for prompts, bf16
+        where the CPU computes bf16 natively, else fp32);
         `auto`: int4 when the layers' weights already lie on such a grid (a model converted from a 4-bit
         GGUF, as the default model is: only each group's step and minimum are rounded, to bf16), else bf16
         where the CPU computes it natively, else fp32."""
@@ -317,6 +317,11 @@ ROW_INVARIANT_ROWS = 32
 the work differently and round differently. Products over more rows (a prompt, several prompts) go in
 chunks of this size, so a sequence's numbers never depend on what it was batched with."""
 
+MKL_ROW_INVARIANT_ROWS = 12
+"""MKL's fp32 products compute each row alike for any number of rows from this many up (and at any place
+among them); fewer rows (but 4 and 8) take other kernels that round differently in the last bits (measured
+on an AVX2 EPYC with torch 2.13's MKL). Prompts with fewer rows are padded to it."""
+
 INT4_GROUP = 32
 """Input positions that share one step and minimum in int4 weights, as in GGUF's Q4_1."""
 
@@ -324,8 +329,8 @@ INT4_GROUP = 32
 class _Projection:
     """`x @ W.T + b` in the decoder's precision: W as loaded (fp32), in oneDNN's blocked bf16 layout (bf16),
     for int4, 4-bit integers for decoding steps, and for prompts that bf16 layout where the CPU computes bf16
-    natively (elsewhere the int4 kernel again, with no second copy of the weights), or, for int8 (an 8-bit
-    head without native bf16), two int4 halves."""
+    natively, elsewhere W in fp32 (MKL's fp32 products of many rows are ~2x the int4 kernel's speed, and
+    emulated bf16 ~4x slower than fp32), or, for int8 (an 8-bit head without native bf16), two int4 halves."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, precision: str, native_bf16: bool,
                  sizes: list[int] | None = None) -> None:
@@ -335,10 +340,10 @@ class _Projection:
         """Output widths of the projections fused into this one (their outputs are split back)."""
         self.int4 = _int4_packed(weight) if precision == "int4" else None
         self.int8_halves = _int8_as_int4_halves(weight) if precision == "int8" else None
-        self.int4_only = (self.int4 is not None and not native_bf16) or self.int8_halves is not None
+        self.fp32_prompts = self.int4 is not None and not native_bf16
         self.bf16 = precision != "fp32"
-        self.weight = None if self.int4_only else weight
-        if self.bf16 and not self.int4_only:
+        self.weight = None if self.int8_halves is not None else weight
+        if self.bf16 and self.weight is not None and not self.fp32_prompts:
             # oneDNN's blocked layout, once: a plain bf16 weight is re-laid out at every call, which costs
             # as much as the product itself for the few rows of a decoding step
             self.weight = weight.to(torch.bfloat16).contiguous()
@@ -356,6 +361,8 @@ class _Projection:
     def __call__(self, x: torch.Tensor, *, decoding: bool = False) -> torch.Tensor:
         if not self.bf16:
             return F.linear(x, self.weight, self.bias)
+        if self.fp32_prompts and not decoding:
+            return self._fp32_product(x)
         flat = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])  # a decoding step's rows are 2-D already
         if flat.dtype != torch.bfloat16:
             flat = flat.to(torch.bfloat16)
@@ -363,7 +370,7 @@ class _Projection:
             high, low = (torch.ops.aten._weight_int4pack_mm_for_cpu(flat, packed, INT4_GROUP, scales)
                          for packed, scales in self.int8_halves)
             out = high.float() + low.float()
-        elif self.int4 is not None and (decoding or self.int4_only):
+        elif self.int4 is not None and decoding:
             # torch's int4 kernel computes each row on its own, the same for any number of rows
             out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.int4[0], INT4_GROUP, self.int4[1])
         elif flat.shape[0] > ROW_INVARIANT_ROWS:
@@ -375,6 +382,15 @@ class _Projection:
         if x.dim() != 2:
             out = out.view(*x.shape[:-1], self.out_features)
         return out if self.bias is None else out + self.bias
+
+    def _fp32_product(self, x: torch.Tensor) -> torch.Tensor:
+        """A prompt's rows through MKL, at least MKL_ROW_INVARIANT_ROWS of them, so each row comes out the same
+        whatever it was batched with."""
+        flat = x.reshape(-1, x.shape[-1]).float()
+        rows = flat.shape[0]
+        if rows < MKL_ROW_INVARIANT_ROWS:
+            flat = torch.cat([flat, flat.new_zeros(MKL_ROW_INVARIANT_ROWS - rows, flat.shape[1])])
+        return F.linear(flat, self.weight, self.bias)[:rows].view(*x.shape[:-1], self.out_features)
 
     def _bf16_product(self, rows: torch.Tensor) -> torch.Tensor:
         if self.weight.is_mkldnn:
