@@ -6,6 +6,7 @@ The chat examples of bench/training_vs_trl.py (a short note turned into a JSON r
 held-out ones for validation; batch 8, LoRA r=8 on all linear layers. Every run has length bucketing and
 the vocabulary head only at loss positions (always on). The runs:
 - fp32: every weight and product in fp32, transformers' layers;
+- fp32, compact forward: the same through train/llama_body.py (where bf16 is not native, the default);
 - bf16 autocast: PyTorch's CPU autocast (the usual recipe; every product and LoRA's sum in bf16);
 - bf16 base: tunehouse's way, frozen weights stored in bf16, activations and LoRA in fp32, still through
   transformers' layers (each LoRA layer one LoraOnBf16Base);
@@ -14,7 +15,8 @@ the vocabulary head only at loss positions (always on). The runs:
 - + two lanes: and two row groups at a time, each in its own thread: tunehouse's default where there are
   two cores or more. The runs above it use one lane (autocast is per thread, so it needs one).
 Where the CPU has no native bf16 (bf16 products are then converted to fp32 and back, far slower than fp32),
-the bf16 runs are left out and fp32 with two lanes (the default there is one) is measured instead.
+the bf16 runs are left out and the compact forward in fp32, alone and with two lanes (the default there is
+one), is measured instead.
 Printed: steady tokens/s (after the first logged step), wall time with model load and validation, and the
 validation loss after the run.
 """
@@ -48,7 +50,7 @@ def main() -> None:
     held_out = [render_chat(row["messages"], tokenizer) for row in make_dataset(16, seed=2)]
     mean_tokens = sum(len(e.input_ids) for e in examples) / len(examples)
     print(f"{len(examples)} examples, {mean_tokens:.1f} tokens on average")
-    runs = [("fp32", dict(bf16=False, lanes=1))]
+    runs = [("fp32", dict(bf16=False, compact_forward=False, lanes=1))]
     if native_bf16():
         runs += [
             ("bf16 autocast", dict(bf16=False, autocast=True, lanes=1)),
@@ -59,7 +61,8 @@ def main() -> None:
         ]
     else:
         print("no native bf16 products on this CPU: the bf16 runs are left out")
-        runs.append(("fp32, two lanes", dict(bf16=False, lanes=2)))
+        runs += [("fp32, compact forward", dict(bf16=False, lanes=1)),
+                 ("fp32, compact, two lanes", dict(bf16=False, lanes=2))]
     for label, options in runs:
         autocast = options.pop("autocast", False)
         metrics: list[dict] = []
