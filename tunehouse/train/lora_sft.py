@@ -10,7 +10,7 @@ serving will prompt with. The loop:
 - batches of similar length (length bucketing: little compute on padding), order fixed by the seed;
 - logits and cross-entropy only at positions that carry loss (the 49k-word head is a fifth of the model);
 - frozen weights in bf16 where the CPU has native bf16 (matrix products in bf16); activations, LoRA weights and AdamW state stay fp32;
-- Llama-family models then train through a compact forward of their own (train/llama_body.py);
+- Llama-family models train through a compact forward of their own (train/llama_body.py);
 - a batch's row groups trained two at a time, each in its own thread (see batch_gradient);
 - linear warmup then linear decay;
 - a full validation pass and a checkpoint (PEFT adapter + optimizer + position) at each epoch end, the last
@@ -292,11 +292,11 @@ def loss_step(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int,
     targets_at = batch["loss_mask"][:, 1:]  # (B, T-1)
     selected = hidden[:, :-1][targets_at]  # (N, H)
     targets = batch["input_ids"][:, 1:][targets_at]  # (N,)
-    head = causal_lm.lm_head
+    weight, bias = causal_lm.lm_head.weight, getattr(causal_lm.lm_head, "bias", None)
     loss_sum, right = torch.zeros(()), 0
     for start in range(0, len(targets), HEAD_ROWS):
         rows = slice(start, start + HEAD_ROWS)
-        loss, right_here = HeadCrossEntropy.apply(selected[rows], head.weight, getattr(head, "bias", None), targets[rows])
+        loss, right_here = HeadCrossEntropy.apply(selected[rows], weight, bias, targets[rows])
         loss_sum = loss_sum + loss
         right += int(right_here)
     return loss_sum, int(targets.numel()), right
