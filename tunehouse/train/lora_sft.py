@@ -11,7 +11,7 @@ serving will prompt with. The loop:
 - logits and cross-entropy only at positions that carry loss (the 49k-word head is a fifth of the model);
 - frozen weights in bf16 where the CPU has native bf16 (matrix products in bf16); activations, LoRA weights and AdamW state stay fp32;
 - Llama-family models train through a compact forward of their own (train/llama_body.py);
-- a batch's row groups trained two at a time, each in its own thread (see batch_gradient);
+- with bf16, a batch's row groups trained two at a time, each in its own thread (see batch_gradient);
 - linear warmup then linear decay;
 - a full validation pass and a checkpoint (PEFT adapter + optimizer + position) at each epoch end, the last
   `keep_checkpoints` kept; a resumed run continues from the latest checkpoint and ends where an
