@@ -78,8 +78,8 @@ class TrainConfig:
     """CPU threads in all; torch's default (one per core) when None."""
     compact_forward: bool = True
     """Llama-family models train through train/llama_body.py instead of transformers' layers (same
-    parameters and files; with bf16 ~1.07x tokens/s and ~450 MB less peak RSS, in fp32 on an AVX2 CPU ~1.1x
-    and ~300 MB less)."""
+    parameters and files; with bf16 ~1.07x tokens/s and ~450 MB less peak RSS, in fp32 on an AVX2 CPU
+    1.0-1.1x and ~300 MB less)."""
     lanes: int | None = None
     """Row groups trained at the same time, each in its own thread (see batch_gradient). None: two where
     there are at least two threads, for LoRA on bf16 frozen weights; one for full fine-tuning, where each
