@@ -88,12 +88,20 @@ def test_json_mode_answers_one_json_object(server):
 
     client = server.client()
     messages = [{"role": "user", "content": "Describe a cat as JSON with keys name and age."}]
-    for seed in (1, 2):
-        answer = client.chat.completions.create(model="gpt-4o-mini", messages=messages, seed=seed, max_tokens=80,
-                                                response_format={"type": "json_object"})
+    # greedy, and sampled with four seeds: a sampled 135M model may ramble inside the object until max_tokens
+    # (which seeds do depends on the last bits of the CPU's arithmetic), but what ends is one JSON object
+    finished = 0
+    for options in ({"temperature": 0}, *({"seed": seed} for seed in range(1, 5))):
+        answer = client.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=80,
+                                                response_format={"type": "json_object"}, **options)
         choice = answer.choices[0]
-        assert choice.finish_reason == "stop"
-        assert isinstance(json.loads(choice.message.content), dict)
+        assert choice.message.content.lstrip().startswith("{")
+        if choice.finish_reason == "stop":
+            assert isinstance(json.loads(choice.message.content), dict)
+            finished += 1
+        else:
+            assert choice.finish_reason == "length" and options != {"temperature": 0}
+    assert finished >= 2
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION, response_format={"type": "json_object"})
     assert err.value.body["param"] == "messages"
