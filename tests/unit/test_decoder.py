@@ -3,12 +3,17 @@ batched with other sequences (each row its own length and adapter)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tunehouse.data.render import render_chat
 from tunehouse.serve.engine import SamplingParams, _detokenize, _Sequence, sample
 from tunehouse.cpu import native_bf16
+from tunehouse.serve import lowbit
 from tunehouse.serve.llama import INT4_GROUP, LlamaDecoder, _on_int4_grid, _on_int8_grid, _Projection
 from tunehouse.train.lora_sft import TrainConfig, run
 
@@ -94,12 +99,12 @@ def test_incremental_detokenizing_gives_the_full_decode_and_never_half_a_charact
     assert len(set(seen)) < len(tokens)  # some tokens held half a character and added nothing until completed
 
 
-@pytest.mark.parametrize("precision", ["bf16", "int4"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int4"])
 def test_a_rows_logits_do_not_depend_on_the_rest_of_the_batch(default_model_dir, tokenizer, precision):
     """Bit for bit, on the real model's shapes, for prompts run together and for decoding steps (oneDNN's
-    bf16 kernels compute each row alike up to 32 rows, and longer products go in chunks of 32 rows; torch's
-    int4 kernel computes each row on its own; fp32 goes through MKL, whose one-row and many-row kernels
-    round differently in the last bits)."""
+    bf16 kernels compute each row alike up to 32 rows, and longer products go in chunks of 32 rows; its fp32
+    kernels from the blocked layout compute each row alike for any number of rows; torch's int4 kernel
+    computes each row on its own)."""
     decoder = LlamaDecoder(default_model_dir, slots=10, max_len=256, precision=precision)
     prompts = [render_chat([{"role": "user", "content": "hi " * n}], tokenizer, add_generation_prompt=True).input_ids
                for n in (1, 40, 90, 7)]  # lengths in different attention buckets, padded together
@@ -134,23 +139,51 @@ def test_int4_weights_are_the_4bit_models_own_and_give_its_products():
     assert (decoded - exact).abs().max() < 0.02 * exact.abs().max()
     if native_bf16():
         assert not torch.equal(decoded, projection(x).float())  # decoding took the int4 kernel, prompts bf16
-    else:  # bf16 products are slow without native bf16: prompts take the weight in fp32 (MKL)
+    else:  # bf16 products are slow without native bf16: prompts take the weight in fp32
         torch.testing.assert_close(projection(x), exact)
 
 
-@pytest.mark.skipif(native_bf16(), reason="prompts take bf16 products where the CPU has native bf16")
-def test_a_prompts_fp32_rows_are_alike_alone_or_among_others_for_int4_without_native_bf16():
-    """With int4 and no native bf16, prompts go through MKL's fp32 products, padded to at least
-    MKL_ROW_INVARIANT_ROWS rows: a prompt of any length gives its rows bit for bit as among other prompts' rows
-    (fewer rows alone would take MKL's other kernels, which round differently)."""
+def test_fp32_products_give_a_row_alike_alone_or_among_any_others():
+    """fp32 products give a row the same bits whatever number of rows it comes with and wherever it sits among
+    them (MKL's `F.linear` does not, below 12 rows), with a bias too."""
     generator = torch.Generator().manual_seed(0)
-    integers = torch.randint(0, 16, (1536, 576 // INT4_GROUP, INT4_GROUP), generator=generator).float()
-    weight = (integers * 0.003 - 0.02).view(1536, 576)  # the default model's MLP shape
-    projection = _Projection(weight, None, "int4", native_bf16=False)
+    weight = torch.randn(1536, 576, generator=generator) * 0.05  # the default model's MLP shape
+    projection = _Projection(weight, torch.randn(1536, generator=generator), "fp32", native_bf16=False)
     x = torch.randn(300, 576, generator=generator)
     together = projection(x)
+    torch.testing.assert_close(together, F.linear(x, weight, projection.bias))
     for rows in (*range(1, 14), 40):
         assert torch.equal(projection(x[100:100 + rows]), together[100:100 + rows]), rows
+
+
+@pytest.mark.skipif(lowbit.library() is None, reason="lowbit.c runs on AVX2 CPUs with a C compiler")
+@pytest.mark.parametrize("bits", [4, 8])
+def test_lowbit_products_are_exact_and_give_a_row_alike_alone_or_among_any_others(bits):
+    """The kernel's products equal float64 products of the weight it holds, to fp32 rounding, and a row gets
+    the same bits alone or among any rows (its registers-only path up to 6 rows, its expanded one beyond)."""
+    generator = torch.Generator().manual_seed(0)
+    shape = (96, 3 * INT4_GROUP)
+    if bits == 4:
+        integers = torch.randint(0, 16, shape, generator=generator).float()
+        minimums = -torch.rand(96, 3, generator=generator)
+    else:
+        integers = torch.randint(-127, 128, shape, generator=generator).float()
+        minimums = torch.zeros(96, 3)
+    steps = torch.rand(96, 3, generator=generator) * 0.01
+    weight = lowbit.pack(integers, steps, minimums, bits)
+    exact = (integers * steps.repeat_interleave(INT4_GROUP, 1) + minimums.repeat_interleave(INT4_GROUP, 1))
+    x = torch.randn(40, shape[1], generator=generator)
+    together = lowbit.matmul(x, weight)
+    torch.testing.assert_close(together.double(), x.double() @ exact.double().T, rtol=1e-5, atol=1e-5)
+    for first, rows in ((0, 1), (5, 2), (9, 6), (3, 7), (20, 13), (0, 40)):
+        assert torch.equal(lowbit.matmul(x[first:first + rows], weight), together[first:first + rows]), rows
+
+
+def test_lowbit_is_built_on_an_avx2_cpu_with_a_c_compiler():
+    """The fast path is not silently lost: where it can be built (CI's machines), it is."""
+    if torch.backends.cpu.get_cpu_capability() != "AVX2" or not shutil.which(os.environ.get("CC", "cc")):
+        pytest.skip("lowbit.c needs an AVX2 CPU and a C compiler")
+    assert lowbit.library() is not None
 
 
 def test_an_8bit_head_read_as_two_int4_halves_gives_its_products_alike_for_any_rows():

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from ..cpu import native_bf16
+from . import lowbit
 
 log = logging.getLogger("tunehouse.serve")
 
@@ -46,12 +47,13 @@ class Adapter:
 class LlamaDecoder:
     def __init__(self, model_dir: Path, *, slots: int, max_len: int, precision: str = "fp32") -> None:
         """`precision` of the matrix products (docs/serving.md): `fp32`; `bf16` (oneDNN's bf16 kernels, with a
-        bf16 KV cache and attention); `int4` (for decoding steps, whose few rows make a product a read of the
-        weights, the layers' weights as 4-bit integers in groups of 32 along the input; for prompts, bf16
+        bf16 KV cache and attention); `int4` (the layers' weights as 4-bit integers in groups of 32 along the
+        input, which decoding steps, whose few rows make a product a read of the weights, read a quarter of
+        bf16's bytes of: on AVX2 CPUs through lowbit.c for every product; elsewhere through torch's int4
+        kernel for decoding steps, whose group steps and minimums are rounded to bf16, and for prompts bf16
         where the CPU computes bf16 natively, else fp32);
         `auto`: int4 when the layers' weights already lie on such a grid (a model converted from a 4-bit
-        GGUF, as the default model is: only each group's step and minimum are rounded, to bf16), else bf16
-        where the CPU computes it natively, else fp32."""
+        GGUF, as the default model is), else bf16 where the CPU computes it natively, else fp32."""
         config = json.loads((Path(model_dir) / "config.json").read_text())
         if config.get("model_type") not in ("llama", "mistral", "qwen2") or config.get("sliding_window"):
             raise UnsupportedModel(f"serving supports Llama-family models, not {config.get('model_type')!r}")
@@ -85,8 +87,8 @@ class LlamaDecoder:
         cast = lambda name: weights.pop(name).float()  # noqa: E731
         self.embed = cast("model.embed_tokens.weight")
         # the head is not int4: the default model's embedding is 8-bit, which 4 bits would round. Without
-        # native bf16, an 8-bit head is read as two 4-bit halves (half fp32's bytes, and the same numbers for
-        # a row whatever the batch, which MKL's fp32 products do not give)
+        # native bf16, an 8-bit head is read as 8-bit integers (lowbit.c) or as two 4-bit halves (torch's
+        # int4 kernel): a quarter or half of fp32's bytes
         head = cast("lm_head.weight") if "lm_head.weight" in weights else self.embed
         head_precision = precision
         if precision == "int4":
@@ -317,20 +319,17 @@ ROW_INVARIANT_ROWS = 32
 the work differently and round differently. Products over more rows (a prompt, several prompts) go in
 chunks of this size, so a sequence's numbers never depend on what it was batched with."""
 
-MKL_ROW_INVARIANT_ROWS = 12
-"""MKL's fp32 products compute each row alike for any number of rows from this many up (and at any place
-among them); fewer rows (but 4 and 8) take other kernels that round differently in the last bits (measured
-on an AVX2 EPYC with torch 2.13's MKL). Prompts with fewer rows are padded to it."""
-
 INT4_GROUP = 32
 """Input positions that share one step and minimum in int4 weights, as in GGUF's Q4_1."""
 
 
 class _Projection:
-    """`x @ W.T + b` in the decoder's precision: W as loaded (fp32), in oneDNN's blocked bf16 layout (bf16),
-    for int4, 4-bit integers for decoding steps, and for prompts that bf16 layout where the CPU computes bf16
-    natively, elsewhere W in fp32 (MKL's fp32 products of many rows are ~2x the int4 kernel's speed, and
-    emulated bf16 ~4x slower than fp32), or, for int8 (an 8-bit head without native bf16), two int4 halves."""
+    """`x @ W.T + b` in the decoder's precision: W in oneDNN's blocked fp32 layout (fp32), in its blocked
+    bf16 layout (bf16); for int4 and int8 (an 8-bit head) without native bf16, W as integers for lowbit.c,
+    every product; elsewhere, for int4, 4-bit integers for torch's int4 kernel for decoding steps, and for
+    prompts that bf16 layout where the CPU computes bf16 natively, else the blocked fp32 layout (fp32
+    products of many rows are ~2x that kernel's speed, and emulated bf16 ~4x slower than fp32); for int8
+    without lowbit.c, two int4 halves."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, precision: str, native_bf16: bool,
                  sizes: list[int] | None = None) -> None:
@@ -338,12 +337,21 @@ class _Projection:
         self.out_features = weight.shape[0]
         self.sizes = sizes or [weight.shape[0]]
         """Output widths of the projections fused into this one (their outputs are split back)."""
-        self.int4 = _int4_packed(weight) if precision == "int4" else None
-        self.int8_halves = _int8_as_int4_halves(weight) if precision == "int8" else None
+        self.lowbit_weight = self.int4 = self.int8_halves = None
+        if precision in ("int4", "int8") and not native_bf16 and lowbit.fits(weight) and lowbit.library():
+            self.lowbit_weight = _lowbit_weight(weight, precision)
+        elif precision == "int4":
+            self.int4 = _int4_packed(weight)
+        elif precision == "int8":
+            self.int8_halves = _int8_as_int4_halves(weight)
+        # without native bf16 (and without lowbit.c), prompts take fp32 products: torch's int4 kernel is slow
+        # for many rows, and emulated bf16 slower still
         self.fp32_prompts = self.int4 is not None and not native_bf16
         self.bf16 = precision != "fp32"
-        self.weight = None if self.int8_halves is not None else weight
-        if self.bf16 and self.weight is not None and not self.fp32_prompts:
+        self.weight = None if precision == "int8" or self.lowbit_weight is not None else weight
+        if self.weight is not None and (not self.bf16 or self.fp32_prompts):
+            self.weight = _fp32_blocked(weight)
+        elif self.bf16 and self.weight is not None:
             # oneDNN's blocked layout, once: a plain bf16 weight is re-laid out at every call, which costs
             # as much as the product itself for the few rows of a decoding step
             self.weight = weight.to(torch.bfloat16).contiguous()
@@ -359,10 +367,12 @@ class _Projection:
         return cls(weight, bias, precision, native_bf16, sizes=[w.shape[0] for w, _ in parts])
 
     def __call__(self, x: torch.Tensor, *, decoding: bool = False) -> torch.Tensor:
-        if not self.bf16:
-            return F.linear(x, self.weight, self.bias)
-        if self.fp32_prompts and not decoding:
-            return self._fp32_product(x)
+        if self.lowbit_weight is not None:  # every product, prompts' too: as fast as fp32 products for them
+            out = lowbit.matmul(x.reshape(-1, x.shape[-1]), self.lowbit_weight)
+            out = out.view(*x.shape[:-1], self.out_features)
+            return out if self.bias is None else out + self.bias
+        if not self.bf16 or (self.fp32_prompts and not decoding):
+            return self._fp32_product(x.float())
         flat = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])  # a decoding step's rows are 2-D already
         if flat.dtype != torch.bfloat16:
             flat = flat.to(torch.bfloat16)
@@ -384,18 +394,27 @@ class _Projection:
         return out if self.bias is None else out + self.bias
 
     def _fp32_product(self, x: torch.Tensor) -> torch.Tensor:
-        """A prompt's rows through MKL, at least MKL_ROW_INVARIANT_ROWS of them, so each row comes out the same
-        whatever it was batched with."""
-        flat = x.reshape(-1, x.shape[-1]).float()
-        rows = flat.shape[0]
-        if rows < MKL_ROW_INVARIANT_ROWS:
-            flat = torch.cat([flat, flat.new_zeros(MKL_ROW_INVARIANT_ROWS - rows, flat.shape[1])])
-        return F.linear(flat, self.weight, self.bias)[:rows].view(*x.shape[:-1], self.out_features)
+        if self.weight.is_mkldnn:
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+        return F.linear(x, self.weight, self.bias)
 
     def _bf16_product(self, rows: torch.Tensor) -> torch.Tensor:
         if self.weight.is_mkldnn:
             return torch.ops.mkldnn._linear_pointwise(rows, self.weight, None, "none", [], "")
         return F.linear(rows, self.weight)
+
+
+def _fp32_blocked(weight: torch.Tensor) -> torch.Tensor:
+    """The weight laid out once in oneDNN's blocked fp32 layout, where torch has oneDNN.
+
+    MKL (`F.linear`) re-packs the whole weight at every call, which costs more than the arithmetic for the
+    few rows of a decoding step or a short prompt (a 42-token prompt's products: 145 against 103 ms on an
+    AVX2 EPYC); and its kernels for fewer than 12 rows round differently from its others, so a row's numbers
+    would depend on its batch. oneDNN's products from the blocked layout give each row the same bits for any
+    number of rows, at any place among them (measured for 1 to 4,100 rows, with one thread or two)."""
+    if not torch.backends.mkldnn.is_available():
+        return weight
+    return torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), None)
 
 
 def _is_layer_product(name: str) -> bool:
@@ -432,6 +451,14 @@ def _int4_packed(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(integers.to(torch.int32), 1)
     scales_and_zeros = torch.stack([step, minimum + 8 * step], dim=-1).transpose(0, 1).contiguous()
     return packed, scales_and_zeros.to(torch.bfloat16)
+
+
+def _lowbit_weight(weight: torch.Tensor, precision: str) -> lowbit.LowbitWeight:
+    """The weight for lowbit.c: int4 as `_int4_grid` finds it, int8 as `_int8_grid` does."""
+    if precision == "int4":
+        return lowbit.pack(*_int4_grid(weight), bits=4)
+    scaled, step = _int8_grid(weight)
+    return lowbit.pack(scaled.round().view(weight.shape), step, torch.zeros_like(step), bits=8)
 
 
 def _int8_grid(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
