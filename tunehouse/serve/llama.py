@@ -411,7 +411,8 @@ def _fp32_blocked(weight: torch.Tensor) -> torch.Tensor:
     few rows of a decoding step or a short prompt (a 42-token prompt's products: 145 against 103 ms on an
     AVX2 EPYC); and its kernels for fewer than 12 rows round differently from its others, so a row's numbers
     would depend on its batch. oneDNN's products from the blocked layout give each row the same bits for any
-    number of rows, at any place among them (measured for 1 to 4,100 rows, with one thread or two)."""
+    number of rows, at any place among them (measured on an AVX2 EPYC for 1 to 4,100 rows, with one
+    thread or two)."""
     if not torch.backends.mkldnn.is_available():
         return weight
     return torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), None)
