@@ -99,12 +99,15 @@ def test_incremental_detokenizing_gives_the_full_decode_and_never_half_a_charact
     assert len(set(seen)) < len(tokens)  # some tokens held half a character and added nothing until completed
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16", "int4"])
-def test_a_rows_logits_do_not_depend_on_the_rest_of_the_batch(default_model_dir, tokenizer, precision):
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int4", "int4 without lowbit.c"])
+def test_a_rows_logits_do_not_depend_on_the_rest_of_the_batch(default_model_dir, tokenizer, precision, monkeypatch):
     """Bit for bit, on the real model's shapes, for prompts run together and for decoding steps (oneDNN's
     bf16 kernels compute each row alike up to 32 rows, and longer products go in chunks of 32 rows; its fp32
-    kernels from the blocked layout compute each row alike for any number of rows; torch's int4 kernel
-    computes each row on its own)."""
+    kernels from the blocked layout compute each row alike for any number of rows; lowbit.c and torch's int4
+    kernel compute each row on its own)."""
+    if precision == "int4 without lowbit.c":  # as on a machine with no C compiler
+        monkeypatch.setattr(lowbit, "library", lambda: None)
+        precision = "int4"
     decoder = LlamaDecoder(default_model_dir, slots=10, max_len=256, precision=precision)
     prompts = [render_chat([{"role": "user", "content": "hi " * n}], tokenizer, add_generation_prompt=True).input_ids
                for n in (1, 40, 90, 7)]  # lengths in different attention buckets, padded together
@@ -186,10 +189,15 @@ def test_lowbit_is_built_on_an_avx2_cpu_with_a_c_compiler():
     assert lowbit.library() is not None
 
 
-def test_an_8bit_head_read_as_two_int4_halves_gives_its_products_alike_for_any_rows():
+@pytest.mark.parametrize("kernel", ["lowbit.c", "torch's int4, two halves"])
+def test_an_8bit_head_gives_its_products_alike_for_any_rows(kernel, monkeypatch):
     """A weight whose groups of 32 are a step times integers -127..127 (GGUF's Q8_0, the default model's
-    embedding) is taken exactly as two int4 weights, and gives x @ W.T up to bf16 rounding, each row the same
-    whatever else is in the batch."""
+    embedding) is taken exactly, as 8-bit integers for lowbit.c or as two int4 weights for torch's kernel, and
+    gives x @ W.T up to bf16 rounding, each row the same whatever else is in the batch."""
+    if kernel != "lowbit.c":
+        monkeypatch.setattr(lowbit, "library", lambda: None)
+    elif native_bf16() or lowbit.library() is None:
+        pytest.skip("lowbit.c serves CPUs without native bf16, with AVX2 and a C compiler")
     generator = torch.Generator().manual_seed(0)
     integers = torch.randint(-127, 128, (96, 4, INT4_GROUP), generator=generator).float()
     integers[:, :, 0] = 127  # each group's largest magnitude sets its step, as Q8_0 quantizes

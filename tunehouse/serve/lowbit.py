@@ -1,4 +1,5 @@
-"""Decoding products on 4- and 8-bit weights for AVX2 CPUs: `lowbit.c`, compiled on first use.
+"""Products on 4- and 8-bit weights for AVX2 CPUs, decoding steps' and prompts': `lowbit.c`, compiled on
+first use.
 
 Why: on an AVX2 CPU torch's int4 kernel (`_weight_int4pack_mm_for_cpu`) expands the weights to fp32 again
 for every few rows, so its cost grows with the batch: decoding 32 streams of the default model took
