@@ -348,10 +348,11 @@ class _Projection:
         # for many rows, and emulated bf16 slower still
         self.fp32_prompts = self.int4 is not None and not native_bf16
         self.bf16 = precision != "fp32"
-        self.weight = None if precision == "int8" or self.lowbit_weight is not None else weight
-        if self.weight is not None and (not self.bf16 or self.fp32_prompts):
+        if precision == "int8" or self.lowbit_weight is not None:
+            self.weight = None
+        elif not self.bf16 or self.fp32_prompts:
             self.weight = _fp32_blocked(weight)
-        elif self.bf16 and self.weight is not None:
+        else:
             # oneDNN's blocked layout, once: a plain bf16 weight is re-laid out at every call, which costs
             # as much as the product itself for the few rows of a decoding step
             self.weight = weight.to(torch.bfloat16).contiguous()
@@ -367,41 +368,35 @@ class _Projection:
         return cls(weight, bias, precision, native_bf16, sizes=[w.shape[0] for w, _ in parts])
 
     def __call__(self, x: torch.Tensor, *, decoding: bool = False) -> torch.Tensor:
-        if self.lowbit_weight is not None:  # every product, prompts' too: as fast as fp32 products for them
-            out = lowbit.matmul(x.reshape(-1, x.shape[-1]), self.lowbit_weight)
-            out = out.view(*x.shape[:-1], self.out_features)
-            return out if self.bias is None else out + self.bias
         if not self.bf16 or (self.fp32_prompts and not decoding):
-            return self._fp32_product(x.float())
+            return self._product(x.float(), self.bias)
         flat = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])  # a decoding step's rows are 2-D already
-        if flat.dtype != torch.bfloat16:
-            flat = flat.to(torch.bfloat16)
-        if self.int8_halves is not None:
-            high, low = (torch.ops.aten._weight_int4pack_mm_for_cpu(flat, packed, INT4_GROUP, scales)
-                         for packed, scales in self.int8_halves)
-            out = high.float() + low.float()
-        elif self.int4 is not None and decoding:
-            # torch's int4 kernel computes each row on its own, the same for any number of rows
-            out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.int4[0], INT4_GROUP, self.int4[1])
-        elif flat.shape[0] > ROW_INVARIANT_ROWS:
-            out = torch.cat([self._bf16_product(rows) for rows in flat.split(ROW_INVARIANT_ROWS)])
+        if self.lowbit_weight is not None:  # every product, prompts' too: as fast as fp32 products for them
+            out = lowbit.matmul(flat, self.lowbit_weight)
         else:
-            out = self._bf16_product(flat)
-        # left in bf16: what reads it next (rotation, cache, SiLU, the next product) is bf16 too, and the fp32
-        # residual stream widens it as it adds
+            flat = flat.to(torch.bfloat16)
+            if self.int8_halves is not None:
+                high, low = (torch.ops.aten._weight_int4pack_mm_for_cpu(flat, packed, INT4_GROUP, scales)
+                             for packed, scales in self.int8_halves)
+                out = high.float() + low.float()
+            elif self.int4 is not None and decoding:
+                # torch's int4 kernel computes each row on its own, the same for any number of rows
+                out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.int4[0], INT4_GROUP, self.int4[1])
+            elif flat.shape[0] > ROW_INVARIANT_ROWS:
+                out = torch.cat([self._product(rows) for rows in flat.split(ROW_INVARIANT_ROWS)])
+            else:
+                out = self._product(flat)
+            # left in bf16: what reads it next (rotation, cache, SiLU, the next product) is bf16 too, and the
+            # fp32 residual stream widens it as it adds
         if x.dim() != 2:
             out = out.view(*x.shape[:-1], self.out_features)
         return out if self.bias is None else out + self.bias
 
-    def _fp32_product(self, x: torch.Tensor) -> torch.Tensor:
+    def _product(self, rows: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """rows @ W.T (+ bias) with W as laid out for its precision (oneDNN's blocked layout, or plain)."""
         if self.weight.is_mkldnn:
-            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
-        return F.linear(x, self.weight, self.bias)
-
-    def _bf16_product(self, rows: torch.Tensor) -> torch.Tensor:
-        if self.weight.is_mkldnn:
-            return torch.ops.mkldnn._linear_pointwise(rows, self.weight, None, "none", [], "")
-        return F.linear(rows, self.weight)
+            return torch.ops.mkldnn._linear_pointwise(rows, self.weight, bias, "none", [], "")
+        return F.linear(rows, self.weight, bias)
 
 
 def _fp32_blocked(weight: torch.Tensor) -> torch.Tensor:
