@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tunehouse.data.render import render_chat
 from tunehouse.serve.engine import SamplingParams, _detokenize, _Sequence, sample
 from tunehouse.cpu import native_bf16
-from tunehouse.serve import lowbit
+from tunehouse.serve import kernels
 from tunehouse.serve.llama import INT4_GROUP, LlamaDecoder, _on_int4_grid, _on_int8_grid, _Projection
 from tunehouse.train.lora_sft import TrainConfig, run
 
@@ -50,13 +50,20 @@ def ours(decoder: LlamaDecoder, prompts: list[list[int]], adapters: list, steps:
     return outputs
 
 
-def test_greedy_tokens_equal_transformers_and_peft_in_one_mixed_batch(tiny_model_dir, adapter_dir, tokenizer):
+@pytest.mark.parametrize("steps_in", ["C", "torch"])
+def test_greedy_tokens_equal_transformers_and_peft_in_one_mixed_batch(tiny_model_dir, adapter_dir, tokenizer, steps_in,
+                                                                      monkeypatch):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    if steps_in == "torch":
+        monkeypatch.setattr(kernels, "library", lambda: None)
+    elif kernels.library() is None:
+        pytest.skip("the C kernels need an AVX2 CPU and a C compiler")
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(adapter_dir)).eval()
     decoder = LlamaDecoder(tiny_model_dir, slots=3, max_len=256)
+    assert decoder.steps_in_c == (steps_in == "C")
     adapter = decoder.load_adapter("tuned", adapter_dir)
     short = render_chat([{"role": "user", "content": "Say red."}], tokenizer, add_generation_prompt=True).input_ids
     long = render_chat([{"role": "user", "content": "Say blue, then say it again please."}], tokenizer,
@@ -99,15 +106,16 @@ def test_incremental_detokenizing_gives_the_full_decode_and_never_half_a_charact
     assert len(set(seen)) < len(tokens)  # some tokens held half a character and added nothing until completed
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16", "int4", "int4 without lowbit.c"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int4", "fp32 without C", "int4 without C"])
 def test_a_rows_logits_do_not_depend_on_the_rest_of_the_batch(default_model_dir, tokenizer, precision, monkeypatch):
     """Bit for bit, on the real model's shapes, for prompts run together and for decoding steps (oneDNN's
     bf16 kernels compute each row alike up to 32 rows, and longer products go in chunks of 32 rows; its fp32
-    kernels from the blocked layout compute each row alike for any number of rows; lowbit.c and torch's int4
-    kernel compute each row on its own)."""
-    if precision == "int4 without lowbit.c":  # as on a machine with no C compiler
-        monkeypatch.setattr(lowbit, "library", lambda: None)
-        precision = "int4"
+    kernels from the blocked layout compute each row alike for any number of rows; the C kernels and torch's
+    int4 kernel compute each row on its own; torch's decoding steps attend over buckets of 64 positions).
+    "without C": as on a machine with no C compiler."""
+    if precision.endswith(" without C"):
+        monkeypatch.setattr(kernels, "library", lambda: None)
+        precision = precision.split()[0]
     decoder = LlamaDecoder(default_model_dir, slots=10, max_len=256, precision=precision)
     prompts = [render_chat([{"role": "user", "content": "hi " * n}], tokenizer, add_generation_prompt=True).input_ids
                for n in (1, 40, 90, 7)]  # lengths in different attention buckets, padded together
@@ -159,7 +167,7 @@ def test_fp32_products_give_a_row_alike_alone_or_among_any_others():
         assert torch.equal(projection(x[100:100 + rows]), together[100:100 + rows]), rows
 
 
-@pytest.mark.skipif(lowbit.library() is None, reason="lowbit.c runs on AVX2 CPUs with a C compiler")
+@pytest.mark.skipif(kernels.library() is None, reason="lowbit.c runs on AVX2 CPUs with a C compiler")
 @pytest.mark.parametrize("bits", [4, 8])
 def test_lowbit_products_are_exact_and_give_a_row_alike_alone_or_among_any_others(bits):
     """The kernel's products equal float64 products of the weight it holds, to fp32 rounding, and a row gets
@@ -173,20 +181,66 @@ def test_lowbit_products_are_exact_and_give_a_row_alike_alone_or_among_any_other
         integers = torch.randint(-127, 128, shape, generator=generator).float()
         minimums = torch.zeros(96, 3)
     steps = torch.rand(96, 3, generator=generator) * 0.01
-    weight = lowbit.pack(integers, steps, minimums, bits)
+    weight = kernels.pack(integers, steps, minimums, bits)
     exact = (integers * steps.repeat_interleave(INT4_GROUP, 1) + minimums.repeat_interleave(INT4_GROUP, 1))
     x = torch.randn(40, shape[1], generator=generator)
-    together = lowbit.matmul(x, weight)
+    together = kernels.matmul(x, weight)
     torch.testing.assert_close(together.double(), x.double() @ exact.double().T, rtol=1e-5, atol=1e-5)
     for first, rows in ((0, 1), (5, 2), (9, 6), (3, 7), (20, 13), (0, 40)):
-        assert torch.equal(lowbit.matmul(x[first:first + rows], weight), together[first:first + rows]), rows
+        assert torch.equal(kernels.matmul(x[first:first + rows], weight), together[first:first + rows]), rows
 
 
-def test_lowbit_is_built_on_an_avx2_cpu_with_a_c_compiler():
+def test_the_c_kernels_are_built_on_an_avx2_cpu_with_a_c_compiler():
     """The fast path is not silently lost: where it can be built (CI's machines), it is."""
     if torch.backends.cpu.get_cpu_capability() != "AVX2" or not shutil.which(os.environ.get("CC", "cc")):
-        pytest.skip("lowbit.c needs an AVX2 CPU and a C compiler")
-    assert lowbit.library() is not None
+        pytest.skip("the C kernels need an AVX2 CPU and a C compiler")
+    assert kernels.library() is not None
+
+
+@pytest.mark.skipif(kernels.library() is None, reason="the C kernels run on AVX2 CPUs with a C compiler")
+@pytest.mark.parametrize("head_dim", [64, 24])
+def test_decoding_kernels_compute_what_torch_does(head_dim):
+    """decoding.c's attention (rotation and cache writes included), norm and SiLU equal torch's operations to
+    fp32 rounding, for rows at different positions of their slots (whole blocks of 8 positions and not), with
+    a head whose halves do or do not fill whole registers; and each row's numbers are the same alone."""
+    generator = torch.Generator().manual_seed(0)
+    heads, kv_heads, max_len, slots = 6, 2, 80, 5
+    positions, slot_index = torch.tensor([0, 7, 8, 41, 79]), torch.tensor([3, 0, 4, 1, 2])
+    cache_k = torch.randn(slots, kv_heads, max_len, head_dim, generator=generator)
+    cache_v = torch.randn(cache_k.shape, generator=generator)
+    qkv = torch.randn(len(positions), (heads + 2 * kv_heads) * head_dim, generator=generator)
+    angles = torch.rand(max_len, head_dim, generator=generator) * 6
+    cos, signed_sin = angles.cos(), angles.sin()
+    expected_k, expected_v = cache_k.clone(), cache_v.clone()
+
+    def rotate(x, position):
+        swapped = torch.cat([x[..., head_dim // 2:], x[..., :head_dim // 2]], dim=-1)
+        return x * cos[position] + swapped * signed_sin[position]
+
+    expected = []
+    for row, (position, slot) in enumerate(zip(positions.tolist(), slot_index.tolist())):
+        q, k, v = qkv[row].split([heads * head_dim, kv_heads * head_dim, kv_heads * head_dim])
+        expected_k[slot, :, position] = rotate(k.view(kv_heads, head_dim), position)
+        expected_v[slot, :, position] = v.view(kv_heads, head_dim)
+        attended = F.scaled_dot_product_attention(
+            rotate(q.view(heads, head_dim), position)[:, None], expected_k[slot, :, :position + 1],
+            expected_v[slot, :, :position + 1], enable_gqa=True)
+        expected.append(attended.reshape(-1))
+    together = kernels.attend(qkv, cos, signed_sin, positions, slot_index, cache_k, cache_v, heads)
+    torch.testing.assert_close(together, torch.stack(expected))
+    assert torch.equal(cache_k, expected_k) and torch.equal(cache_v, expected_v)
+    for row in range(len(positions)):
+        alone = kernels.attend(qkv[row:row + 1], cos, signed_sin, positions[row:row + 1], slot_index[row:row + 1],
+                               cache_k, cache_v, heads)
+        assert torch.equal(alone[0], together[row])
+
+    x, delta, weight = (torch.randn(3, 96, generator=generator) for _ in range(3))
+    residual, normed = x.clone(), torch.empty_like(x)
+    kernels.add_rms_norm(residual, delta, weight[0], normed, 1e-5)
+    assert torch.equal(residual, x + delta)
+    torch.testing.assert_close(normed, F.rms_norm(x + delta, (96,), weight[0], 1e-5))
+    gate_up = torch.randn(3, 2 * 40, generator=generator) * 30  # far into SiLU's tails too
+    torch.testing.assert_close(kernels.silu_mul(gate_up), F.silu(gate_up[:, :40]) * gate_up[:, 40:])
 
 
 @pytest.mark.parametrize("kernel", ["lowbit.c", "torch's int4, two halves"])
@@ -195,8 +249,8 @@ def test_an_8bit_head_gives_its_products_alike_for_any_rows(kernel, monkeypatch)
     embedding) is taken exactly, as 8-bit integers for lowbit.c or as two int4 weights for torch's kernel, and
     gives x @ W.T up to bf16 rounding, each row the same whatever else is in the batch."""
     if kernel != "lowbit.c":
-        monkeypatch.setattr(lowbit, "library", lambda: None)
-    elif native_bf16() or lowbit.library() is None:
+        monkeypatch.setattr(kernels, "library", lambda: None)
+    elif native_bf16() or kernels.library() is None:
         pytest.skip("lowbit.c serves CPUs without native bf16, with AVX2 and a C compiler")
     generator = torch.Generator().manual_seed(0)
     integers = torch.randint(-127, 128, (96, 4, INT4_GROUP), generator=generator).float()

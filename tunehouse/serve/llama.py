@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from ..cpu import native_bf16
-from . import lowbit
+from . import kernels
 
 log = logging.getLogger("tunehouse.serve")
 
@@ -130,6 +130,8 @@ class LlamaDecoder:
         half = self.head_dim // 2
         self.cos = angles.cos().to(self.cache_dtype)
         self.signed_sin = torch.cat([-angles[:, :half].sin(), angles[:, half:].sin()], dim=-1).to(self.cache_dtype)
+        self.steps_in_c = self.cache_dtype == torch.float32 and kernels.runs_decoding_steps(
+            self.hidden, self.heads, self.kv_heads, self.head_dim)
 
     # --- adapters -----------------------------------------------------------------------------------------
 
@@ -211,8 +213,11 @@ class LlamaDecoder:
         """One step for a batch: token b is at position lengths[b] of slot slots[b]. Returns (B, vocab) logits.
 
         The hidden states are (B, hidden), one row per sequence, without the prompt path's time axis: for one
-        stream, the ~50 small operations per layer around the products cost more in calls than in arithmetic,
-        and every view or reshape left out is one call fewer."""
+        stream, the small operations around the products cost more in calls than in arithmetic. With an fp32
+        cache on an AVX2 CPU with a C compiler, decoding.c runs them (four calls a layer); elsewhere torch
+        does (~50 a layer)."""
+        if self.steps_in_c:
+            return self._decode_in_c(slots, tokens, lengths, adapters)
         batch = len(tokens)
         positions = torch.tensor(lengths)
         rotary = self.cos[positions].unsqueeze(1), self.signed_sin[positions].unsqueeze(1)  # (B, 1, d): over heads
@@ -245,6 +250,28 @@ class LlamaDecoder:
             x = self._output_and_mlp(i, x, attended.reshape(batch, self.heads * self.head_dim), adapter_rows,
                                      decoding=True)
         return self.lm_head(self._rms_norm(x, self.norm)).float()
+
+    def _decode_in_c(self, slots: list[int], tokens: list[int], lengths: list[int],
+                     adapters: list[Adapter | None]) -> torch.Tensor:
+        """decode() with each layer's products (and their LoRA deltas) in torch and the rest in decoding.c:
+        attention (with the rotation and the cache writes), SiLU times up, and each residual add fused with
+        the norm that follows it."""
+        positions, slot_index = torch.tensor(lengths), torch.tensor(slots)
+        adapter_rows = _adapter_rows(adapters)
+        x = self.embed[torch.tensor(tokens)]  # the residual stream, added to in place
+        normed = torch.empty_like(x)  # x through the norm that comes next
+        kernels.add_rms_norm(x, None, self.layers[0]["input_norm"], normed, self.eps)
+        for i, layer in enumerate(self.layers):
+            qkv = self._linear(normed, i, "qkv", ("q_proj", "k_proj", "v_proj"), adapter_rows, decoding=True)
+            attended = kernels.attend(qkv, self.cos, self.signed_sin, positions, slot_index, self.cache_k[i],
+                                      self.cache_v[i], self.heads)
+            output = self._linear(attended, i, "o_proj", ("o_proj",), adapter_rows, decoding=True)
+            kernels.add_rms_norm(x, output, layer["post_norm"], normed, self.eps)
+            gate_up = self._linear(normed, i, "gate_up", ("gate_proj", "up_proj"), adapter_rows, decoding=True)
+            down = self._linear(kernels.silu_mul(gate_up), i, "down_proj", ("down_proj",), adapter_rows, decoding=True)
+            following = self.layers[i + 1]["input_norm"] if i + 1 < self.layers_n else self.norm
+            kernels.add_rms_norm(x, down, following, normed, self.eps)
+        return self.lm_head(normed, decoding=True).float()
 
     def _attention_mask(self, lengths: torch.Tensor, span: int) -> torch.Tensor:
         """Additive mask (rows, 1, 1, span): 0 up to each row's own position, -inf past it (an additive
@@ -338,7 +365,7 @@ class _Projection:
         self.sizes = sizes or [weight.shape[0]]
         """Output widths of the projections fused into this one (their outputs are split back)."""
         self.lowbit_weight = self.int4 = self.int8_halves = None
-        if precision in ("int4", "int8") and not native_bf16 and lowbit.fits(weight) and lowbit.library():
+        if precision in ("int4", "int8") and not native_bf16 and kernels.fits(weight) and kernels.library():
             self.lowbit_weight = _lowbit_weight(weight, precision)
         elif precision == "int4":
             self.int4 = _int4_packed(weight)
@@ -372,7 +399,7 @@ class _Projection:
             return self._product(x.float(), self.bias)
         flat = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])  # a decoding step's rows are 2-D already
         if self.lowbit_weight is not None:  # every product, prompts' too: as fast as fp32 products for them
-            out = lowbit.matmul(flat, self.lowbit_weight)
+            out = kernels.matmul(flat, self.lowbit_weight)
         else:
             flat = flat.to(torch.bfloat16)
             if self.int8_halves is not None:
@@ -449,12 +476,12 @@ def _int4_packed(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return packed, scales_and_zeros.to(torch.bfloat16)
 
 
-def _lowbit_weight(weight: torch.Tensor, precision: str) -> lowbit.LowbitWeight:
+def _lowbit_weight(weight: torch.Tensor, precision: str) -> kernels.LowbitWeight:
     """The weight for lowbit.c: int4 as `_int4_grid` finds it, int8 as `_int8_grid` does."""
     if precision == "int4":
-        return lowbit.pack(*_int4_grid(weight), bits=4)
+        return kernels.pack(*_int4_grid(weight), bits=4)
     scaled, step = _int8_grid(weight)
-    return lowbit.pack(scaled.round().view(weight.shape), step, torch.zeros_like(step), bits=8)
+    return kernels.pack(scaled.round().view(weight.shape), step, torch.zeros_like(step), bits=8)
 
 
 def _int8_grid(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,206 @@
+/* The small operations of a decoding step around its matrix products, for fp32 rows on AVX2 CPUs.
+ *
+ * A decoding step of one stream runs ~50 small operations per layer around its 4 products (norms, the
+ * rotation of q and k, the cache writes, attention, SiLU); as torch calls they cost more in dispatch than
+ * in arithmetic (~7 of a ~16 ms step for the default model). Here each layer needs four calls: the
+ * residual add fused with the next norm (twice), attention (rotation and cache write included), and SiLU
+ * times up.
+ *
+ * Every row is computed on its own, by one thread, in a fixed order: a row gets the same bits alone or in
+ * any batch. Widths must be multiples of 8 (one AVX2 register of fp32), head widths at most 256. */
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* the sums of 8 registers, lane i holding the sum of register i */
+static inline __m256 hsum8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m256 a5, __m256 a6, __m256 a7) {
+    __m256 s0 = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    __m256 s1 = _mm256_hadd_ps(_mm256_hadd_ps(a4, a5), _mm256_hadd_ps(a6, a7));
+    return _mm256_add_ps(_mm256_permute2f128_ps(s0, s1, 0x20), _mm256_permute2f128_ps(s0, s1, 0x31));
+}
+
+/* e^x within ~1 ulp for x in [-87.3, 88.3], clamped there (Cephes' expf: 2^n times a polynomial) */
+static inline __m256 exp256(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i power = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(power));
+}
+
+/* x += delta (when given), then out = x / sqrt(mean(x^2) + eps) * weight, row by row (RMSNorm) */
+void add_rms_norm(float *x, const float *delta, const float *weight, float *out, int rows, int width, float eps) {
+    for (int r = 0; r < rows; r++) {
+        float *xr = x + (size_t)r * width, *o = out + (size_t)r * width;
+        const float *d = delta ? delta + (size_t)r * width : NULL;
+        __m256 squares = _mm256_setzero_ps();
+        for (int k = 0; k < width; k += 8) {
+            __m256 v = _mm256_loadu_ps(xr + k);
+            if (d) {
+                v = _mm256_add_ps(v, _mm256_loadu_ps(d + k));
+                _mm256_storeu_ps(xr + k, v);
+            }
+            squares = _mm256_fmadd_ps(v, v, squares);
+        }
+        __m256 scale = _mm256_set1_ps(1.0f / sqrtf(hsum(squares) / width + eps));
+        for (int k = 0; k < width; k += 8)
+            _mm256_storeu_ps(o + k, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + k), scale),
+                                                  _mm256_loadu_ps(weight + k)));
+    }
+}
+
+/* out = silu(gate) * up for rows of [gate | up], each `width` wide */
+void silu_mul(const float *gate_up, float *out, int rows, int width) {
+    for (int r = 0; r < rows; r++) {
+        const float *gate = gate_up + (size_t)r * 2 * width, *up = gate + width;
+        float *o = out + (size_t)r * width;
+        for (int k = 0; k < width; k += 8) {
+            __m256 g = _mm256_loadu_ps(gate + k);
+            __m256 silu = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+            _mm256_storeu_ps(o + k, _mm256_mul_ps(silu, _mm256_loadu_ps(up + k)));
+        }
+    }
+}
+
+/* dst = src rotated by the rotary embedding of one position: src * cos + (src, halves swapped) * signed_sin,
+ * each product rounded on its own (no fused multiply-add: built with -ffp-contract=off), as torch computes it
+ * for prompts: a key in the cache has the same bits whichever path wrote it */
+static inline void rotate(const float *src, const float *cos, const float *signed_sin, float *dst, int d) {
+    const int half = d / 2;
+    if (half % 8) {  /* halves not in whole registers (a head of 8 or 24) */
+        for (int k = 0; k < d; k++) dst[k] = src[k] * cos[k] + src[(k + half) % d] * signed_sin[k];
+        return;
+    }
+    for (int k = 0; k < d; k += 8) {
+        __m256 swapped = _mm256_loadu_ps(src + (k < half ? k + half : k - half));
+        _mm256_storeu_ps(dst + k, _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(src + k), _mm256_loadu_ps(cos + k)),
+                                                _mm256_mul_ps(swapped, _mm256_loadu_ps(signed_sin + k))));
+    }
+}
+
+/* q . keys[j] * scale for j < n, into scores */
+static void dot_keys(const float *q, const float *keys, int64_t n, int d, float scale, float *scores) {
+    int64_t j = 0;
+    const __m256 scaling = _mm256_set1_ps(scale);
+    for (; j + 8 <= n; j += 8) {  /* 8 keys at a time: one reduction for 8 scores */
+        const float *k = keys + j * d;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        for (int i = 0; i < d; i += 8) {
+            __m256 qi = _mm256_loadu_ps(q + i);
+            a0 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k + i), a0);
+            a1 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k + d + i), a1);
+            a2 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k + 2 * d + i), a2);
+            a3 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k + 3 * d + i), a3);
+            a4 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k + 4 * d + i), a4);
+            a5 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k + 5 * d + i), a5);
+            a6 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k + 6 * d + i), a6);
+            a7 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k + 7 * d + i), a7);
+        }
+        _mm256_storeu_ps(scores + j, _mm256_mul_ps(hsum8(a0, a1, a2, a3, a4, a5, a6, a7), scaling));
+    }
+    for (; j < n; j++) {
+        __m256 a = _mm256_setzero_ps();
+        for (int i = 0; i < d; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(keys + j * d + i), a);
+        scores[j] = hsum(a) * scale;
+    }
+}
+
+/* scores[j] = exp(scores[j] - max), returning their sum */
+static float exponentiate(float *scores, int64_t n) {
+    float top = scores[0];
+    for (int64_t j = 1; j < n; j++) top = scores[j] > top ? scores[j] : top;
+    const __m256 high = _mm256_set1_ps(top);
+    __m256 total = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(scores + j), high));
+        _mm256_storeu_ps(scores + j, e);
+        total = _mm256_add_ps(total, e);
+    }
+    float sum = hsum(total);
+    for (; j < n; j++) {
+        scores[j] = _mm256_cvtss_f32(exp256(_mm256_set1_ps(scores[j] - top)));
+        sum += scores[j];
+    }
+    return sum;
+}
+
+/* out = sum over j < n of weights[j] * values[j], divided by total; 32 columns at a time */
+static void weigh_values(const float *weights, const float *values, int64_t n, int d, float total, float *out) {
+    const __m256 inverse = _mm256_set1_ps(1.0f / total);
+    for (int i = 0; i < d; i += 32) {
+        const int vectors = d - i >= 32 ? 4 : (d - i) / 8;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t j = 0; j < n; j++) {
+            const float *v = values + j * d + i;
+            __m256 w = _mm256_set1_ps(weights[j]);
+            a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v), a0);
+            if (vectors > 1) a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8), a1);
+            if (vectors > 2) a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 16), a2);
+            if (vectors > 3) a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 24), a3);
+        }
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(a0, inverse));
+        if (vectors > 1) _mm256_storeu_ps(out + i + 8, _mm256_mul_ps(a1, inverse));
+        if (vectors > 2) _mm256_storeu_ps(out + i + 16, _mm256_mul_ps(a2, inverse));
+        if (vectors > 3) _mm256_storeu_ps(out + i + 24, _mm256_mul_ps(a3, inverse));
+    }
+}
+
+/* One decoding step's attention. Row r's q, k and v are row r of qkv (query heads, then key heads, then
+ * value heads, each d wide), its token at position positions[r] of slot slots[r]. Its keys, rotated, and
+ * values are stored into the caches (slots, kv_heads, max_len, d) at that position; then each query head,
+ * rotated, attends over positions 0..positions[r] of its key/value head in that slot (softmax of
+ * q . k * scale), into out (rows, heads * d). Returns 0, or -1 when a thread's scores could not be
+ * allocated. */
+int attend(const float *qkv, const float *cos, const float *signed_sin, const int64_t *positions,
+           const int64_t *slots, float *cache_k, float *cache_v, float *out, int rows, int heads, int kv_heads,
+           int d, int max_len, float scale, int threads) {
+    const int width = (heads + 2 * kv_heads) * d, group = heads / kv_heads;
+    int failed = 0;
+    #pragma omp parallel num_threads(threads) reduction(|:failed)
+    {
+        #pragma omp for schedule(static)
+        for (int r = 0; r < rows; r++) {
+            const int64_t p = positions[r];
+            for (int h = 0; h < kv_heads; h++) {
+                const size_t at = (((size_t)slots[r] * kv_heads + h) * max_len + p) * d;
+                const float *k = qkv + (size_t)r * width + (size_t)(heads + h) * d, *v = k + (size_t)kv_heads * d;
+                rotate(k, cos + p * d, signed_sin + p * d, cache_k + at, d);
+                for (int i = 0; i < d; i += 8) _mm256_storeu_ps(cache_v + at + i, _mm256_loadu_ps(v + i));
+            }
+        }
+        float *scores = malloc((size_t)max_len * sizeof(float));
+        if (!scores) failed = 1;
+        #pragma omp for schedule(static)
+        for (int unit = 0; unit < rows * heads; unit++) {
+            if (!scores) continue;
+            const int r = unit / heads, h = unit % heads;
+            const int64_t p = positions[r];
+            const size_t base = ((size_t)slots[r] * kv_heads + h / group) * max_len * d;
+            float q[256];
+            rotate(qkv + (size_t)r * width + (size_t)h * d, cos + p * d, signed_sin + p * d, q, d);
+            dot_keys(q, cache_k + base, p + 1, d, scale, scores);
+            float total = exponentiate(scores, p + 1);
+            weigh_values(scores, cache_v + base, p + 1, d, total, out + (size_t)r * heads * d + (size_t)h * d);
+        }
+        free(scores);
+    }
+    return failed ? -1 : 0;
+}
