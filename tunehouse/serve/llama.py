@@ -183,9 +183,15 @@ class LlamaDecoder:
     def prefill(self, slots: list[int], prompts: list[list[int]], adapters: list[Adapter | None]) -> torch.Tensor:
         """Run prompts into their slots' caches in one batch; returns (B, vocab) logits for each next token.
 
-        Shorter prompts are padded on the right: causal attention keeps the padding out of the real
-        positions, and whatever the padding leaves in the cache past a prompt's end is overwritten by its
-        own tokens before decoding ever attends to it."""
+        With decoding.c (see `decode`), each prompt token is a row at its position of its slot, as in a
+        decoding step: no padding. Otherwise shorter prompts are padded on the right: causal attention keeps
+        the padding out of the real positions, and whatever the padding leaves in the cache past a prompt's
+        end is overwritten by its own tokens before decoding ever attends to it."""
+        if self.steps_in_c:
+            rows = [(token, position, slot, adapter) for prompt, slot, adapter in zip(prompts, slots, adapters)
+                    for position, token in enumerate(prompt)]
+            ends = torch.tensor([len(prompt) for prompt in prompts]).cumsum(0) - 1
+            return self._rows_in_c(*map(list, zip(*rows)), decoding=False, outputs=ends)
         steps = max(len(prompt) for prompt in prompts)
         ids = torch.tensor([prompt + [0] * (steps - len(prompt)) for prompt in prompts])
         # cos and sin shaped (1, 1, T, head_dim) to broadcast over rows and heads
@@ -217,7 +223,7 @@ class LlamaDecoder:
         cache on an AVX2 CPU with a C compiler, decoding.c runs them (four calls a layer); elsewhere torch
         does (~50 a layer)."""
         if self.steps_in_c:
-            return self._decode_in_c(slots, tokens, lengths, adapters)
+            return self._rows_in_c(tokens, lengths, slots, adapters, decoding=True)
         batch = len(tokens)
         positions = torch.tensor(lengths)
         rotary = self.cos[positions].unsqueeze(1), self.signed_sin[positions].unsqueeze(1)  # (B, 1, d): over heads
@@ -251,27 +257,29 @@ class LlamaDecoder:
                                      decoding=True)
         return self.lm_head(self._rms_norm(x, self.norm)).float()
 
-    def _decode_in_c(self, slots: list[int], tokens: list[int], lengths: list[int],
-                     adapters: list[Adapter | None]) -> torch.Tensor:
-        """decode() with each layer's products (and their LoRA deltas) in torch and the rest in decoding.c:
-        attention (with the rotation and the cache writes), SiLU times up, and each residual add fused with
-        the norm that follows it."""
-        positions, slot_index = torch.tensor(lengths), torch.tensor(slots)
+    def _rows_in_c(self, tokens: list[int], positions: list[int], slots: list[int], adapters: list[Adapter | None],
+                   decoding: bool, outputs: torch.Tensor | None = None) -> torch.Tensor:
+        """Each row a token at its position of its slot, attending over its slot's cache up to that position
+        (so a prompt's tokens, in order, are a causal prefill): each layer's products (and their LoRA deltas)
+        in torch, the rest in decoding.c: attention (with the rotation and the cache writes), SiLU times up,
+        and each residual add fused with the norm that follows it. Returns the logits of the rows `outputs`
+        (default: all), (rows, vocab)."""
+        positions, slot_index = torch.tensor(positions), torch.tensor(slots)
         adapter_rows = _adapter_rows(adapters)
         x = self.embed[torch.tensor(tokens)]  # the residual stream, added to in place
         normed = torch.empty_like(x)  # x through the norm that comes next
         kernels.add_rms_norm(x, None, self.layers[0]["input_norm"], normed, self.eps)
         for i, layer in enumerate(self.layers):
-            qkv = self._linear(normed, i, "qkv", ("q_proj", "k_proj", "v_proj"), adapter_rows, decoding=True)
+            qkv = self._linear(normed, i, "qkv", ("q_proj", "k_proj", "v_proj"), adapter_rows, decoding)
             attended = kernels.attend(qkv, self.cos, self.signed_sin, positions, slot_index, self.cache_k[i],
                                       self.cache_v[i], self.heads)
-            output = self._linear(attended, i, "o_proj", ("o_proj",), adapter_rows, decoding=True)
+            output = self._linear(attended, i, "o_proj", ("o_proj",), adapter_rows, decoding)
             kernels.add_rms_norm(x, output, layer["post_norm"], normed, self.eps)
-            gate_up = self._linear(normed, i, "gate_up", ("gate_proj", "up_proj"), adapter_rows, decoding=True)
-            down = self._linear(kernels.silu_mul(gate_up), i, "down_proj", ("down_proj",), adapter_rows, decoding=True)
+            gate_up = self._linear(normed, i, "gate_up", ("gate_proj", "up_proj"), adapter_rows, decoding)
+            down = self._linear(kernels.silu_mul(gate_up), i, "down_proj", ("down_proj",), adapter_rows, decoding)
             following = self.layers[i + 1]["input_norm"] if i + 1 < self.layers_n else self.norm
             kernels.add_rms_norm(x, down, following, normed, self.eps)
-        return self.lm_head(normed, decoding=True).float()
+        return self.lm_head(normed if outputs is None else normed[outputs], decoding=decoding).float()
 
     def _attention_mask(self, lengths: torch.Tensor, span: int) -> torch.Tensor:
         """Additive mask (rows, 1, 1, span): 0 up to each row's own position, -inf past it (an additive
