@@ -163,7 +163,9 @@ static void weigh_values(const float *weights, const float *values, int64_t n, i
     }
 }
 
-/* One decoding step's attention. Row r's q, k and v are row r of qkv (query heads, then key heads, then
+/* Attention for rows that are each a token at a position of a slot: a decoding step's rows, or prompts'
+ * tokens in order (each attends over the keys its prompt's earlier rows have just written: a causal
+ * prefill). Row r's q, k and v are row r of qkv (query heads, then key heads, then
  * value heads, each d wide), its token at position positions[r] of slot slots[r]. Its keys, rotated, and
  * values are stored into the caches (slots, kv_heads, max_len, d) at that position; then each query head,
  * rotated, attends over positions 0..positions[r] of its key/value head in that slot (softmax of

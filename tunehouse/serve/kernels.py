@@ -108,9 +108,10 @@ def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
 
 def attend(qkv: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor, positions: torch.Tensor,
            slots: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, heads: int) -> torch.Tensor:
-    """A decoding step's attention (decoding.c's `attend`): qkv (rows, (heads + 2 kv_heads) * d) holds each
-    row's q, k and v for its token at `positions` of `slots`; k (rotated by `cos` and `signed_sin`, both
-    (max_len, d)) and v go into the caches (slots, kv_heads, max_len, d). Returns (rows, heads * d)."""
+    """Attention for rows that are each a token at a position of a slot (a decoding step, or prompts' tokens
+    in order): qkv (rows, (heads + 2 kv_heads) * d) holds each row's q, k and v for its token at `positions`
+    of `slots`; k (rotated by `cos` and `signed_sin`, both (max_len, d)) and v go into the caches (slots,
+    kv_heads, max_len, d), then each row attends over its slot up to its position. Returns (rows, heads * d)."""
     qkv = _contiguous(qkv)
     _, kv_heads, max_len, head_dim = cache_k.shape
     out = torch.empty(qkv.shape[0], heads * head_dim)
@@ -122,9 +123,10 @@ def attend(qkv: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor, posit
     return out
 
 
-def runs_decoding_steps(hidden: int, heads: int, kv_heads: int, head_dim: int) -> bool:
+def runs_decoding_steps(hidden: int, intermediate: int, heads: int, kv_heads: int, head_dim: int) -> bool:
     """Whether decoding.c takes a model of these shapes: widths in whole AVX2 registers, heads of <= 256."""
-    return library() is not None and hidden % 8 == 0 and head_dim % 8 == 0 and head_dim <= 256 and heads % kv_heads == 0
+    return (library() is not None and hidden % 8 == 0 and intermediate % 8 == 0 and head_dim % 8 == 0
+            and head_dim <= 256 and heads % kv_heads == 0)
 
 
 def _contiguous(x: torch.Tensor) -> torch.Tensor:

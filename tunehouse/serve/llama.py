@@ -10,8 +10,8 @@ overhead. This module is the model's math only (the scheduler lives in engine.py
 - a LoRA adapter (PEFT folder) adds `scale * (x @ A.T) @ B.T` to the projections it targets, applied to
   the rows that use it, so different adapters share one batch.
 
-Numerics match `transformers` (same RMSNorm, rotary embedding and attention); a test compares greedy
-outputs token for token.
+The math is `transformers`' (same RMSNorm, rotary embedding and attention; where decoding.c runs them, it
+adds in its own order); a test compares greedy outputs token for token, with torch's operations and with C.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ class LlamaDecoder:
         self.cos = angles.cos().to(self.cache_dtype)
         self.signed_sin = torch.cat([-angles[:, :half].sin(), angles[:, half:].sin()], dim=-1).to(self.cache_dtype)
         self.steps_in_c = self.cache_dtype == torch.float32 and kernels.runs_decoding_steps(
-            self.hidden, self.heads, self.kv_heads, self.head_dim)
+            self.hidden, config["intermediate_size"], self.heads, self.kv_heads, self.head_dim)
 
     # --- adapters -----------------------------------------------------------------------------------------
 
