@@ -5,6 +5,11 @@
 Measures one stream (tokens/s and time to first token), then 32 concurrent clients asking for 64 new tokens
 each (total tokens/s), and the same 32 requests one after another, then one stream of structured output
 (a JSON schema; each token is checked against it). Tokens are counted from `usage`.
+
+Every request's message begins with its own number, so what two requests share is the model's default
+system prompt and the start of the user turn, as in a chat application: the engine runs a shared prefix
+once (docs/serving.md). Time to first token is measured both for prompts that share nothing (each with its
+own system message) and for prompts that share the default system prompt.
 """
 
 from __future__ import annotations
@@ -27,11 +32,15 @@ STORY = {"type": "object", "additionalProperties": False, "required": ["title", 
                         "happy_ending": {"type": "boolean"}, "story": {"type": "string"}}}
 
 
-def time_to_first_token(client) -> float:
+def numbered(messages: list[dict], number: int) -> list[dict]:
+    """The messages with the last one's text preceded by `number`, so that no two requests are the same."""
+    return [*messages[:-1], {**messages[-1], "content": f"Request {number}: {messages[-1]['content']}"}]
+
+
+def time_to_first_token(client, messages: list[dict]) -> float:
     """Seconds from sending a short streamed request to its first piece of text."""
     started = time.perf_counter()
-    stream = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi!"}],
-                                            max_tokens=8, stream=True)
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=8, stream=True)
     first = None
     for chunk in stream:
         if first is None and chunk.choices and chunk.choices[0].delta.content:
@@ -85,28 +94,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as data_dir, \
             running_server(Path(data_dir), worker=False, TUNEHOUSE_SERVE_PRECISION=args.precision) as base_url:
         client = OpenAI(base_url=base_url, api_key="bench", max_retries=0)
-        ask = lambda: client.chat.completions.create(  # noqa: E731
-            model="gpt-4o-mini", messages=PROMPT, max_tokens=args.tokens, temperature=0.8, seed=1)
-        ask()  # load the model
-        first = statistics.median(time_to_first_token(client) for _ in range(5))
+        ask = lambda number: client.chat.completions.create(  # noqa: E731
+            model="gpt-4o-mini", messages=numbered(PROMPT, number), max_tokens=args.tokens, temperature=0.8, seed=1)
+        ask(0)  # load the model
+        hello = [{"role": "user", "content": "Hi!"}]
+        first_alone = statistics.median(time_to_first_token(client, [
+            {"role": "system", "content": f"You are assistant number {n}."}, *hello]) for n in range(5))
+        first = statistics.median(time_to_first_token(client, numbered(hello, n)) for n in range(5))
         started = time.perf_counter()
-        answer = ask()
+        answer = ask(1)
         single = answer.usage.completion_tokens / (time.perf_counter() - started)
         started = time.perf_counter()
-        sequential = sum(ask().usage.completion_tokens for _ in range(8))
+        sequential = sum(ask(number).usage.completion_tokens for number in range(2, 10))
         sequential_rate = sequential / (time.perf_counter() - started)
         started = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(32) as pool:
-            answers = list(pool.map(lambda _: ask(), range(32)))
+            answers = list(pool.map(ask, range(10, 42)))
         concurrent_rate = sum(a.usage.completion_tokens for a in answers) / (time.perf_counter() - started)
         started = time.perf_counter()
         structured = sum(client.chat.completions.create(
-            model="gpt-4o-mini", messages=STRUCTURED_PROMPT, max_tokens=args.tokens, temperature=0.8, seed=seed,
+            model="gpt-4o-mini", messages=numbered(STRUCTURED_PROMPT, seed), max_tokens=args.tokens, temperature=0.8, seed=seed,
             response_format={"type": "json_schema", "json_schema": {"name": "story", "schema": STORY}},
         ).usage.completion_tokens for seed in range(4))
         structured_rate = structured / (time.perf_counter() - started)
     mode = resolved_precision(args.precision)
-    print(f"tunehouse ({mode}): time to first token {first * 1000:.0f} ms (median of 5), one stream {single:.1f} "
+    print(f"tunehouse ({mode}): time to first token {first_alone * 1000:.0f} ms for a prompt that shares nothing, "
+          f"{first * 1000:.0f} ms for one that shares the default system prompt (medians of 5), one stream {single:.1f} "
           f"tokens/s ({single / hf_single:.2f}x transformers' single stream), one after another "
           f"{sequential_rate:.1f} tokens/s, 32 concurrent clients {concurrent_rate:.0f} tokens/s in total "
           f"({concurrent_rate / hf_batch:.2f}x the padded transformers batch); structured output (JSON schema), "

@@ -28,6 +28,10 @@ log = logging.getLogger("tunehouse.engine")
 PREFILL_TOKENS = 4096
 """Prompt tokens run together in one admission round at most (one long prompt may exceed it alone)."""
 
+SHARED_PREFIX_TOKENS = 16
+"""A request waits one round for another starting in the same round when their prompts share at least this
+many tokens (more than any cache holds): it then copies them from the other's slot instead of running them."""
+
 
 @dataclass
 class SamplingParams:
@@ -59,6 +63,8 @@ class Finished:
     finish_reason: str  # "stop" | "length"
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
+    """Prompt tokens whose cache was copied from another sequence's rather than computed."""
 
 
 @dataclass
@@ -91,6 +97,8 @@ class _Sequence:
     sampled: int = 0
     """Tokens sampled, the end-of-turn token included: the completion's token count."""
     generator: torch.Generator | None = None
+    cached: int = 0
+    """Prompt tokens copied from another slot's cache (see `Engine._shared_prefix`)."""
 
 
 class Engine:
@@ -107,6 +115,10 @@ class Engine:
         self._adapters: OrderedDict[Path, Adapter] = OrderedDict()
         self._active: dict[Path, list[_Sequence]] = {}
         self._free_slots: dict[Path, list[int]] = {}
+        self._held: dict[Path, dict[int, tuple[Path | None, list[int]]]] = {}
+        """Per base model, slot -> (adapter folder, prompt) of the last prompt run into that slot: its cache
+        holds that prompt's keys and values until the slot's next prefill, finished or not (decoding
+        writes only past the prompt)."""
         self._not_started = 0
         self._count_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="tunehouse-engine", daemon=True)
@@ -154,7 +166,7 @@ class Engine:
         A round's prompts are capped at PREFILL_TOKENS so that sequences already decoding are not held up
         for long; the rest start at the next round."""
         still_waiting: deque[GenerationRequest] = deque()
-        starting: dict[Path, list[tuple[GenerationRequest, int, Adapter | None]]] = {}
+        starting: dict[Path, list[tuple[GenerationRequest, int, Adapter | None, tuple[int, int]]]] = {}
         prompt_tokens = 0
         for request in pending:
             if request.cancelled.is_set():
@@ -170,29 +182,73 @@ class Engine:
                 log.exception("could not start a generation")
                 request.emit(exc)
                 continue
-            starting.setdefault(request.base_dir, []).append((request, free.pop(), adapter))
-            prompt_tokens += len(request.prompt_ids)
+            group = starting.setdefault(request.base_dir, [])
+            prefix = self._shared_prefix(decoder, request, group)
+            if prefix is None:
+                still_waiting.append(request)
+                continue
+            source, length = prefix
+            # a free slot that holds the prefix is taken as it is: nothing to copy
+            slot = free.pop(free.index(source)) if length and source in free else free.pop()
+            group.append((request, slot, adapter, prefix))
+            prompt_tokens += len(request.prompt_ids) - length
         for base_dir, group in starting.items():
             self._start(self._decoders[base_dir], group)
         return still_waiting
 
-    def _start(self, decoder: LlamaDecoder, group: list[tuple[GenerationRequest, int, Adapter | None]]) -> None:
-        requests, slots, adapters = zip(*group)
+    def _shared_prefix(self, decoder: LlamaDecoder, request: GenerationRequest,
+                       starting: list[tuple[GenerationRequest, int, Adapter | None, tuple[int, int]]]
+                       ) -> tuple[int, int] | None:
+        """(slot, length): the slot whose cache holds the longest prefix of the request's prompt, for the same
+        adapter, and that prefix's length (all of the prompt but its last token at most, which must run for
+        its logits); (-1, 0) when none does or the decoder cannot start from a prefix. None when a request
+        starting in this round shares a longer prefix of SHARED_PREFIX_TOKENS or more: this one then starts in
+        the next round, from that request's cache.
+
+        A chat's system prompt, a few-shot preamble, or `n` choices of one prompt are then run once. The slots
+        of requests starting in this round are not copied from: their caches are about to be rewritten."""
+        if not decoder.reuses_prefixes:
+            return -1, 0
+        prompt, usable = request.prompt_ids, len(request.prompt_ids) - 1
+        taken = {slot for _, slot, _, _ in starting}
+        best = (-1, 0)
+        for slot, (adapter_dir, held) in self._held[request.base_dir].items():
+            if slot not in taken and adapter_dir == request.adapter_dir:
+                length = min(_common_prefix(prompt, held), usable)
+                if length > best[1]:
+                    best = (slot, length)
+        for other, _, _, _ in starting:
+            if other.adapter_dir == request.adapter_dir:
+                if min(_common_prefix(prompt, other.prompt_ids), usable) >= max(best[1] + 1, SHARED_PREFIX_TOKENS):
+                    return None
+        return best
+
+    def _start(self, decoder: LlamaDecoder,
+               group: list[tuple[GenerationRequest, int, Adapter | None, tuple[int, int]]]) -> None:
+        requests, slots, adapters, prefixes = zip(*group)
+        held = self._held[requests[0].base_dir]
         try:
-            logits = decoder.prefill(list(slots), [request.prompt_ids for request in requests], list(adapters))
+            for slot, (source, length) in zip(slots, prefixes):  # in order: a source may be a later target
+                if length and source != slot:
+                    decoder.copy_cache(source, slot, length)
+            logits = decoder.prefill(list(slots), [request.prompt_ids for request in requests], list(adapters),
+                                     [length for _, length in prefixes])
         except Exception as exc:
             log.exception("could not start a generation")
-            for request, slot, _ in group:
+            for request, slot, _, _ in group:
                 request.emit(exc)
+                held.pop(slot, None)
                 self._free_slots[request.base_dir].append(slot)
             return
-        for (request, slot, adapter), row in zip(group, logits):
+        for (request, slot, adapter, (_, cached)), row in zip(group, logits):
+            held[slot] = (request.adapter_dir, request.prompt_ids)
             generator = None
             if request.params.seed is not None:
                 generator = torch.Generator().manual_seed(request.params.seed)
             json_format = request.params.json_format
             sequence = _Sequence(request, slot, adapter, length=len(request.prompt_ids), next_token=-1,
-                                 generator=generator, json_state=json_format() if json_format else None)
+                                 generator=generator, json_state=json_format() if json_format else None,
+                                 cached=cached)
             self._active[request.base_dir].append(sequence)
             self._accept(decoder, sequence, row)
 
@@ -258,7 +314,7 @@ class Engine:
             text = tokenizer.decode(sequence.generated, skip_special_tokens=True)
         if sequence.sent_chars < len(text):
             request.emit(TokenOutput(text[sequence.sent_chars:]))
-        request.emit(Finished(reason, len(request.prompt_ids), sequence.sampled))
+        request.emit(Finished(reason, len(request.prompt_ids), sequence.sampled, sequence.cached))
         self._release(sequence)
 
     def _release(self, sequence: _Sequence) -> None:
@@ -275,6 +331,7 @@ class Engine:
                                                     precision=self.precision)
             self._active[base_dir] = []
             self._free_slots[base_dir] = list(range(self.slots))[::-1]
+            self._held[base_dir] = {}
         return self._decoders[base_dir]
 
     def _adapter(self, decoder: LlamaDecoder, folder: Path) -> Adapter:
@@ -361,6 +418,16 @@ def _stop_token_ids(tokenizer) -> set[int]:
     if isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id:
         ids.add(end_of_turn)
     return {i for i in ids if i is not None}
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens a and b share."""
+    length = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        length += 1
+    return length
 
 
 def _find_stop(text: str, stops: list[str]) -> int | None:

@@ -180,18 +180,25 @@ class LlamaDecoder:
         return x * cos + swapped * signed_sin
 
     @torch.inference_mode()
-    def prefill(self, slots: list[int], prompts: list[list[int]], adapters: list[Adapter | None]) -> torch.Tensor:
+    def prefill(self, slots: list[int], prompts: list[list[int]], adapters: list[Adapter | None],
+                cached: list[int] | None = None) -> torch.Tensor:
         """Run prompts into their slots' caches in one batch; returns (B, vocab) logits for each next token.
 
         With decoding.c (see `decode`), each prompt token is a row at its position of its slot, as in a
-        decoding step: no padding. Otherwise shorter prompts are padded on the right: causal attention keeps
-        the padding out of the real positions, and whatever the padding leaves in the cache past a prompt's
-        end is overwritten by its own tokens before decoding ever attends to it."""
+        decoding step: no padding; and a prompt whose first `cached[b]` tokens are in its slot's cache
+        already (`copy_cache`, when `reuses_prefixes`) runs only the rest. Otherwise shorter prompts are
+        padded on the right: causal attention keeps the padding out of the real positions, and whatever the
+        padding leaves in the cache past a prompt's end is overwritten by its own tokens before decoding ever
+        attends to it."""
         if self.steps_in_c:
-            rows = [(token, position, slot, adapter) for prompt, slot, adapter in zip(prompts, slots, adapters)
-                    for position, token in enumerate(prompt)]
-            ends = torch.tensor([len(prompt) for prompt in prompts]).cumsum(0) - 1
+            cached = cached or [0] * len(prompts)
+            rows = [(token, position, slot, adapter)
+                    for prompt, slot, adapter, start in zip(prompts, slots, adapters, cached)
+                    for position, token in enumerate(prompt[start:], start)]
+            ends = torch.tensor([len(prompt) - start for prompt, start in zip(prompts, cached)]).cumsum(0) - 1
             return self._rows_in_c(*map(list, zip(*rows)), decoding=False, outputs=ends)
+        if any(cached or []):
+            raise ValueError("prompts run with torch's operations start at position 0")
         steps = max(len(prompt) for prompt in prompts)
         ids = torch.tensor([prompt + [0] * (steps - len(prompt)) for prompt in prompts])
         # cos and sin shaped (1, 1, T, head_dim) to broadcast over rows and heads
@@ -213,6 +220,19 @@ class LlamaDecoder:
         last = torch.tensor([len(prompt) - 1 for prompt in prompts])
         x = self._rms_norm(x[torch.arange(len(prompts)), last], self.norm)
         return self.lm_head(x).float()
+
+    @property
+    def reuses_prefixes(self) -> bool:
+        """Whether a prompt can start from a prefix copied into its slot: with decoding.c a row's numbers depend
+        only on its token, its position and the cache before it, so a copied prefix gives the same bits as
+        running it again."""
+        return self.steps_in_c
+
+    @torch.inference_mode()
+    def copy_cache(self, source: int, target: int, length: int) -> None:
+        """Positions 0..length-1 of slot `source`'s cache into slot `target`, in every layer."""
+        for cache in (*self.cache_k, *self.cache_v):
+            cache[target, :, :length] = cache[source, :, :length]
 
     @torch.inference_mode()
     def decode(self, slots: list[int], tokens: list[int], lengths: list[int], adapters: list[Adapter | None]) -> torch.Tensor:

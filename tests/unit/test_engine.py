@@ -1,0 +1,59 @@
+"""The engine's scheduling on a tiny model: prompts that share a prefix run it once, and answer as alone."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tunehouse.serve import kernels
+from tunehouse.serve.engine import Engine, Finished, GenerationRequest, SamplingParams, TokenOutput
+
+
+def answers(engine: Engine, model_dir, prompts: list[list[int]]) -> list[tuple[list[int], Finished]]:
+    """Greedy answers of 8 tokens to prompts submitted together: ((token id, its logprob) each, the Finished)
+    for each prompt; the logprobs show any difference in the numbers, not only in the choices."""
+    results = [([], None) for _ in prompts]
+    done = threading.Semaphore(0)
+
+    def emitter(index: int):
+        def emit(output):
+            if isinstance(output, TokenOutput) and output.token_id is not None:
+                results[index][0].append((output.token_id, output.logprob))
+            elif isinstance(output, Finished):
+                results[index] = (results[index][0], output)
+                done.release()
+            elif isinstance(output, Exception):
+                raise output
+        return emit
+
+    for index, prompt in enumerate(prompts):
+        engine.submit(GenerationRequest(model_dir, None, prompt, SamplingParams(max_tokens=8, temperature=0, top_logprobs=0),
+                                        emitter(index)))
+    for _ in prompts:
+        assert done.acquire(timeout=60)
+    return results
+
+
+def test_prompts_sharing_a_prefix_run_it_once_and_answer_as_they_do_alone(tiny_model_dir, tokenizer):
+    if kernels.library() is None:
+        pytest.skip("reusing a prefix needs the C kernels (an AVX2 CPU and a C compiler)")
+    preamble = tokenizer("You are a terse assistant. Answer every question in one short line, please.").input_ids
+    prompts = [preamble + tokenizer(f" Question {i}: what comes after {i}?").input_ids for i in range(3)]
+    assert len(preamble) >= 16
+    alone = [answers(Engine(lambda _: tokenizer, slots=4, max_len=256), tiny_model_dir, [prompt])[0]
+             for prompt in prompts]
+    assert all(finished.cached_tokens == 0 for _, finished in alone)
+
+    engine = Engine(lambda _: tokenizer, slots=4, max_len=256)
+    first, again = (answers(engine, tiny_model_dir, [prompts[0]])[0] for _ in range(2))
+    assert again[1].cached_tokens == len(prompts[0]) - 1  # all but the last token, which runs for its logits
+    assert first[0] == again[0] == alone[0][0]
+
+    together = answers(engine, tiny_model_dir, prompts[1:] + prompts[1:2])
+    assert [tokens for tokens, _ in together] == [alone[1][0], alone[2][0], alone[1][0]]
+    shared = lambda a, b: next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)  # noqa: E731
+    assert shared(prompts[0], prompts[1]) > len(preamble)  # " Question" too
+    assert [finished.cached_tokens for _, finished in together] == [  # from the slot of prompts[0]'s answers
+        shared(prompts[0], prompts[1]), shared(prompts[0], prompts[2]),
+        len(prompts[1]) - 1]  # the third waited a round for the first's prefill
