@@ -9,6 +9,8 @@ import httpx
 import openai
 import pytest
 
+from tunehouse.serve import kernels
+
 pytestmark = pytest.mark.integration
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -56,6 +58,8 @@ def test_streaming_chunks_usage_and_done(server):
     assert text == blocking.choices[0].message.content
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == blocking.usage.completion_tokens
+    if kernels.library() is not None:  # the same prompt again starts from the stream's cache (docs/serving.md)
+        assert blocking.usage.prompt_tokens_details.cached_tokens == blocking.usage.prompt_tokens - 1
     raw = httpx.post(f"{server.base_url}/chat/completions",
                      json={"model": "gpt-4o-mini", "messages": QUESTION, "stream": True, "max_tokens": 3}, timeout=60)
     assert raw.headers["content-type"].startswith("text/event-stream")
@@ -234,13 +238,13 @@ def test_limits_answer_429_with_retry_after_and_413(server_factory):
                             TUNEHOUSE_MAX_REQUEST_BYTES="20000")
     url = f"{server.base_url}/chat/completions"
     long = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Write a very long story."}],
-            "max_tokens": 150, "logit_bias": {"0": -100, "1": -100, "2": -100}}  # no early end: all 150 tokens
+            "max_tokens": 300, "logit_bias": {"0": -100, "1": -100, "2": -100}}  # no early end: all 300 tokens
     assert httpx.post(url, json={**long, "max_tokens": 1}, timeout=120).status_code == 200  # model loaded
     threads = [threading.Thread(target=httpx.post, args=(url,), kwargs={"json": long, "timeout": 300})
                for _ in range(2)]
-    for thread in threads:  # one decodes, one waits for the only slot
+    for thread in threads:  # one decodes (300 tokens: seconds), one waits for the only slot
         thread.start()
-        time.sleep(1.0)
+        time.sleep(0.3)
     busy = httpx.post(url, json={**long, "max_tokens": 5}, timeout=60)
     assert busy.status_code == 429 and busy.headers["retry-after"] == "1"
     assert busy.json()["error"]["code"] == "rate_limit_exceeded"

@@ -23,6 +23,7 @@ from ...protocol.chat import (
     ChunkDelta,
     CompletionChoice,
     CompletionRequest,
+    PromptTokensDetails,
     TextCompletion,
     TokenLogprob,
     TopLogprob,
@@ -78,16 +79,16 @@ async def _collect(engine: Engine, prepared: Prepared):
     texts = [""] * prepared.n
     logprobs: list[list[TokenLogprob]] = [[] for _ in range(prepared.n)]
     finish: list[str] = ["stop"] * prepared.n
-    completion_tokens = 0
+    finished: list[Finished] = []
     async for index, item in generate(engine, prepared):
         if isinstance(item, Finished):
             finish[index] = item.finish_reason
-            completion_tokens += item.completion_tokens
+            finished.append(item)
             continue
         texts[index] += item.text
         if item.logprob is not None:
             logprobs[index].append(_token_logprob(prepared.tokenizer, item))
-    return texts, logprobs, finish, _usage(prepared, completion_tokens)
+    return texts, logprobs, finish, _usage(prepared, finished)
 
 
 def _token_logprob(tokenizer, item: TokenOutput) -> TokenLogprob:
@@ -105,11 +106,11 @@ def _token_logprob(tokenizer, item: TokenOutput) -> TokenLogprob:
 async def _chat_chunks(engine: Engine, prepared: Prepared, meta: dict, include_usage: bool) -> AsyncIterator[str]:
     for index in range(prepared.n):
         yield _data(ChatCompletionChunk(**meta, choices=[ChunkChoice(index=index, delta=ChunkDelta(role="assistant", content=""))]))
-    completion_tokens = 0
+    finished: list[Finished] = []
     want_logprobs = prepared.params.top_logprobs is not None
     async for index, item in generate(engine, prepared):
         if isinstance(item, Finished):
-            completion_tokens += item.completion_tokens
+            finished.append(item)
             choice = ChunkChoice(index=index, delta=ChunkDelta(), finish_reason=item.finish_reason)
         elif item.text or (want_logprobs and item.logprob is not None):
             logprobs = None
@@ -120,14 +121,14 @@ async def _chat_chunks(engine: Engine, prepared: Prepared, meta: dict, include_u
             continue
         yield _data(ChatCompletionChunk(**meta, choices=[choice]))
     if include_usage:
-        yield _data(ChatCompletionChunk(**meta, choices=[], usage=_usage(prepared, completion_tokens)))
+        yield _data(ChatCompletionChunk(**meta, choices=[], usage=_usage(prepared, finished)))
 
 
 async def _completion_chunks(engine: Engine, prepared: Prepared, meta: dict, include_usage: bool) -> AsyncIterator[str]:
-    completion_tokens = 0
+    finished: list[Finished] = []
     async for index, item in generate(engine, prepared):
         if isinstance(item, Finished):
-            completion_tokens += item.completion_tokens
+            finished.append(item)
             choice = CompletionChoice(text="", index=index, finish_reason=item.finish_reason)
         elif item.text:
             choice = CompletionChoice(text=item.text, index=index, finish_reason=None)
@@ -135,13 +136,17 @@ async def _completion_chunks(engine: Engine, prepared: Prepared, meta: dict, inc
             continue
         yield _data(TextCompletion(**meta, choices=[choice]))
     if include_usage:
-        yield _data(TextCompletion(**meta, choices=[], usage=_usage(prepared, completion_tokens)))
+        yield _data(TextCompletion(**meta, choices=[], usage=_usage(prepared, finished)))
 
 
-def _usage(prepared: Prepared, completion_tokens: int) -> Usage:
-    """The prompt counts once, however many choices share it."""
+def _usage(prepared: Prepared, finished: list[Finished]) -> Usage:
+    """The prompt counts once, however many choices share it; its cached tokens are the fewest any choice
+    copied: those of the choice that started first (the others copy the prompt from it)."""
     prompt = len(prepared.prompt_ids)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion_tokens, total_tokens=prompt + completion_tokens)
+    completion = sum(item.completion_tokens for item in finished)
+    cached = min((item.cached_tokens for item in finished), default=0)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+                 prompt_tokens_details=PromptTokensDetails(cached_tokens=cached))
 
 
 def _data(chunk) -> str:
