@@ -20,11 +20,9 @@ def answers(engine: Engine, model_dir, prompts: list[list[int]]) -> list[tuple[l
         def emit(output):
             if isinstance(output, TokenOutput) and output.token_id is not None:
                 results[index][0].append((output.token_id, output.logprob))
-            elif isinstance(output, Finished):
+            elif isinstance(output, (Finished, Exception)):  # an exception is raised below, not in the engine
                 results[index] = (results[index][0], output)
                 done.release()
-            elif isinstance(output, Exception):
-                raise output
         return emit
 
     for index, prompt in enumerate(prompts):
@@ -32,6 +30,9 @@ def answers(engine: Engine, model_dir, prompts: list[list[int]]) -> list[tuple[l
                                         emitter(index)))
     for _ in prompts:
         assert done.acquire(timeout=60)
+    for _, outcome in results:
+        if isinstance(outcome, Exception):
+            raise outcome
     return results
 
 
