@@ -8,8 +8,9 @@ each (total tokens/s), and the same 32 requests one after another, then one stre
 
 Every request's message begins with its own number, so what two requests share is the model's default
 system prompt and the start of the user turn, as in a chat application: the engine runs a shared prefix
-once (docs/serving.md). Time to first token is measured both for prompts that share nothing (each with its
-own system message) and for prompts that share the default system prompt.
+once (docs/serving.md). Time to first token is measured both for prompts that share only their first few
+tokens (each with its own system message: "You are assistant number N.") and for prompts that share the
+default system prompt.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def main() -> None:
         ).usage.completion_tokens for seed in range(4))
         structured_rate = structured / (time.perf_counter() - started)
     mode = resolved_precision(args.precision)
-    print(f"tunehouse ({mode}): time to first token {first_alone * 1000:.0f} ms for a prompt that shares nothing, "
+    print(f"tunehouse ({mode}): time to first token {first_alone * 1000:.0f} ms for a prompt that shares its first few tokens, "
           f"{first * 1000:.0f} ms for one that shares the default system prompt (medians of 5), one stream {single:.1f} "
           f"tokens/s ({single / hf_single:.2f}x transformers' single stream), one after another "
           f"{sequential_rate:.1f} tokens/s, 32 concurrent clients {concurrent_rate:.0f} tokens/s in total "
