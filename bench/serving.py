@@ -4,7 +4,8 @@
 
 Measures one stream (tokens/s and time to first token), then 32 concurrent clients asking for 64 new tokens
 each (total tokens/s), and the same 32 requests one after another, then one stream of structured output
-(a JSON schema; each token is checked against it). Tokens are counted from `usage`.
+(a JSON schema; each token is checked against it), then one stream of greedy answers that repeat much of
+their prompt (a rewrite), which guess tokens ahead (docs/serving.md). Tokens are counted from `usage`.
 
 Every request's message begins with its own number, so what two requests share is the model's default
 system prompt and the start of the user turn, as in a chat application: the engine runs a shared prefix
@@ -28,6 +29,8 @@ from server import ROOT, running_server
 
 PROMPT = [{"role": "user", "content": "Write a long story about a dragon who learns to cook."}]
 STRUCTURED_PROMPT = [{"role": "user", "content": "Write a short story about a dragon who learns to cook, as JSON."}]
+REWRITE_PROMPT = [{"role": "user", "content": "Rewrite in the past tense: The dragon cooks soup and sings. The knight "
+                                          "eats the soup and laughs. They walk home together under the stars."}]
 STORY = {"type": "object", "additionalProperties": False, "required": ["title", "hero", "happy_ending", "story"],
          "properties": {"title": {"type": "string"}, "hero": {"enum": ["dragon", "cook", "knight"]},
                         "happy_ending": {"type": "boolean"}, "story": {"type": "string"}}}
@@ -118,13 +121,20 @@ def main() -> None:
             response_format={"type": "json_schema", "json_schema": {"name": "story", "schema": STORY}},
         ).usage.completion_tokens for seed in range(4))
         structured_rate = structured / (time.perf_counter() - started)
+        started = time.perf_counter()
+        rewrites = [client.chat.completions.create(model="gpt-4o-mini", messages=numbered(REWRITE_PROMPT, number),
+                                                   max_tokens=args.tokens, temperature=0).usage for number in range(4)]
+        rewrite_rate = sum(usage.completion_tokens for usage in rewrites) / (time.perf_counter() - started)
+        guessed = sum(usage.completion_tokens_details.accepted_prediction_tokens for usage in rewrites) / sum(
+            usage.completion_tokens for usage in rewrites)
     mode = resolved_precision(args.precision)
     print(f"tunehouse ({mode}): time to first token {first_alone * 1000:.0f} ms for a prompt that shares its first few tokens, "
           f"{first * 1000:.0f} ms for one that shares the default system prompt (medians of 5), one stream {single:.1f} "
           f"tokens/s ({single / hf_single:.2f}x transformers' single stream), one after another "
           f"{sequential_rate:.1f} tokens/s, 32 concurrent clients {concurrent_rate:.0f} tokens/s in total "
           f"({concurrent_rate / hf_batch:.2f}x the padded transformers batch); structured output (JSON schema), "
-          f"one stream {structured_rate:.1f} tokens/s")
+          f"one stream {structured_rate:.1f} tokens/s; a greedy rewrite of the prompt, one stream {rewrite_rate:.1f} "
+          f"tokens/s, {guessed:.0%} of its tokens guessed ahead")
 
 
 if __name__ == "__main__":

@@ -198,6 +198,10 @@ def test_deleting_a_fine_tuned_model(server, fine_tuned):
         ({"model": "gpt-4o-mini", "messages": QUESTION, "max_tokens": 0}, 400, "max_tokens", None),
         ({"model": "gpt-4o-mini", "messages": QUESTION, "max_tokens": -5}, 400, "max_tokens", None),
         ({"model": "gpt-4o-mini", "messages": QUESTION, "stop": 42}, 400, "stop", None),
+        ({"model": "gpt-4o-mini", "messages": QUESTION, "prediction": {"type": "content", "content": [
+            {"type": "image_url", "image_url": {}}]}}, 400, "prediction.content", None),
+        ({"model": "gpt-4o-mini", "messages": QUESTION, "prediction": {"type": "file", "content": "x"}}, 400,
+         "prediction.type", None),
     ],
 )
 def test_bad_requests(server, body, status, param, code):
@@ -205,6 +209,24 @@ def test_bad_requests(server, body, status, param, code):
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["param"] == param and error["code"] == code
+
+
+def test_a_predicted_output_gives_the_same_answer_and_reports_its_guesses(server):
+    client = server.client()
+    rewrite = [{"role": "user", "content": "Rewrite in the past tense: The dragon cooks soup and sings. The knight "
+                                           "eats the soup and laughs. They walk home together under the stars."}]
+    plain = client.chat.completions.create(model="gpt-4o-mini", messages=rewrite, temperature=0, max_tokens=60)
+    text = plain.choices[0].message.content
+    predicted = client.chat.completions.create(model="gpt-4o-mini", messages=rewrite, temperature=0, max_tokens=60,
+                                               prediction={"type": "content", "content": text})
+    assert predicted.choices[0].message.content == text
+    assert predicted.usage.completion_tokens == plain.usage.completion_tokens
+    details = predicted.usage.completion_tokens_details
+    if kernels.library() is not None:  # guesses run where rows are independent (docs/serving.md)
+        assert details.accepted_prediction_tokens >= plain.usage.completion_tokens // 3
+    sampled = client.chat.completions.create(model="gpt-4o-mini", messages=rewrite, max_tokens=8, seed=3,
+                                             prediction={"type": "content", "content": text})
+    assert sampled.usage.completion_tokens_details.accepted_prediction_tokens == 0  # only greedy answers guess
 
 
 def test_32_concurrent_clients_get_the_unbatched_answers(server):

@@ -1,4 +1,5 @@
-"""The engine's scheduling on a tiny model: prompts that share a prefix run it once, and answer as alone."""
+"""The engine's scheduling on a tiny model: prompts that share a prefix run it once, greedy answers guess
+ahead, and every answer is what it would be alone, one token a step."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import threading
 
 import pytest
 
+from tunehouse.serve import engine as engine_module
 from tunehouse.serve import kernels
 from tunehouse.serve.engine import Engine, Finished, GenerationRequest, SamplingParams, TokenOutput
 
 
-def answers(engine: Engine, model_dir, prompts: list[list[int]]) -> list[tuple[list[int], Finished]]:
-    """Greedy answers of 8 tokens to prompts submitted together: ((token id, its logprob) each, the Finished)
-    for each prompt; the logprobs show any difference in the numbers, not only in the choices."""
+def answers(engine: Engine, model_dir, prompts: list[list[int]], max_tokens: int = 8,
+            prediction: list[int] | None = None) -> list[tuple[list[int], Finished]]:
+    """Greedy answers of `max_tokens` to prompts submitted together: ((token id, its logprob) each, the
+    Finished) for each prompt; the logprobs show any difference in the numbers, not only in the choices."""
     results = [([], None) for _ in prompts]
     done = threading.Semaphore(0)
 
@@ -26,7 +29,8 @@ def answers(engine: Engine, model_dir, prompts: list[list[int]]) -> list[tuple[l
         return emit
 
     for index, prompt in enumerate(prompts):
-        engine.submit(GenerationRequest(model_dir, None, prompt, SamplingParams(max_tokens=8, temperature=0, top_logprobs=0),
+        engine.submit(GenerationRequest(model_dir, None, prompt, SamplingParams(max_tokens=max_tokens, temperature=0, top_logprobs=0,
+                                                                       prediction=prediction or []),
                                         emitter(index)))
     for _ in prompts:
         assert done.acquire(timeout=60)
@@ -58,3 +62,29 @@ def test_prompts_sharing_a_prefix_run_it_once_and_answer_as_they_do_alone(tiny_m
     assert [finished.cached_tokens for _, finished in together] == [  # from the slot of prompts[0]'s answers
         shared(prompts[0], prompts[1]), shared(prompts[0], prompts[2]),
         len(prompts[1]) - 1]  # the third waited a round for the first's prefill
+
+
+def test_greedy_guesses_change_the_steps_not_the_answer(tiny_model_dir, tokenizer, monkeypatch):
+    if kernels.library() is None:
+        pytest.skip("guessing ahead needs the C kernels (an AVX2 CPU and a C compiler)")
+    prompts = [tokenizer(text).input_ids for text in ("Say it twice: blue whale, blue whale.", "Count: 1 2 3 4 5")]
+    one_by_one = lambda **kwargs: [answers(Engine(lambda _: tokenizer, slots=4, max_len=256), tiny_model_dir,  # noqa: E731
+                                           [prompt], max_tokens=24, **kwargs)[0] for prompt in prompts]
+    with monkeypatch.context() as patched:
+        patched.setattr(engine_module, "SPECULATION_ROWS", 0)  # no room for guesses: one token a step
+        plain = one_by_one()
+    assert all(finished.accepted_guesses == finished.rejected_guesses == 0 for _, finished in plain)
+
+    answer = [token for token, _ in plain[0][0]]
+    right = one_by_one(prediction=answer)  # the answer itself as the prediction: nearly every guess comes true
+    assert [tokens for tokens, _ in right] == [tokens for tokens, _ in plain]
+    assert right[0][1].accepted_guesses >= len(answer) // 2 and right[0][1].rejected_guesses <= 2
+
+    wrong = one_by_one(prediction=answer[:6] + [token + 1 for token in answer[6:]])  # true, then never again
+    assert [tokens for tokens, _ in wrong] == [tokens for tokens, _ in plain]
+    assert wrong[0][1].rejected_guesses > 0
+
+    together = answers(Engine(lambda _: tokenizer, slots=4, max_len=256), tiny_model_dir, prompts, max_tokens=24,
+                       prediction=answer)  # two rows of four: the first sequence guesses, in the same steps
+    assert [tokens for tokens, _ in together] == [tokens for tokens, _ in plain]
+    assert together[0][1].accepted_guesses > 0

@@ -31,6 +31,13 @@ class ResponseFormat(BaseModel):
     json_schema: JsonSchemaFormat | None = None
 
 
+class Prediction(BaseModel):
+    """Predicted Outputs: text the answer is expected to repeat much of (a file regenerated with small changes)."""
+
+    type: Literal["content"]
+    content: Union[str, list[dict]]
+
+
 class SamplingFields(OpenAIBaseModel):
     """What chat and text completions share. Unknown fields are accepted and ignored (clients send many)."""
 
@@ -75,6 +82,7 @@ class ChatCompletionRequest(SamplingFields):
     tool_choice: object | None = None
     modalities: list[str] | None = None
     audio: dict | None = None
+    prediction: Prediction | None = None
 
 
 class CompletionRequest(SamplingFields):
@@ -121,11 +129,21 @@ class PromptTokensDetails(BaseModel):
     """Prompt tokens whose keys and values were copied from another request's cache, not computed."""
 
 
+class CompletionTokensDetails(BaseModel):
+    reasoning_tokens: int = 0
+    accepted_prediction_tokens: int = 0
+    """Answer tokens that were guessed ahead and checked in the same step (from the prediction, the prompt or
+    the answer so far), rather than decoded one step each."""
+    rejected_prediction_tokens: int = 0
+    """Tokens guessed ahead and run that the answer did not take (computed for nothing)."""
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails = PromptTokensDetails()
+    completion_tokens_details: CompletionTokensDetails = CompletionTokensDetails()
 
 
 class ChatCompletion(BaseModel):

@@ -186,7 +186,7 @@ class LlamaDecoder:
 
         With decoding.c (see `decode`), each prompt token is a row at its position of its slot, as in a
         decoding step: no padding; and a prompt whose first `cached[b]` tokens are in its slot's cache
-        already (`copy_cache`, when `reuses_prefixes`) runs only the rest. Otherwise shorter prompts are
+        already (`copy_cache`, when `rows_independent`) runs only the rest. Otherwise shorter prompts are
         padded on the right: causal attention keeps the padding out of the real positions, and whatever the
         padding leaves in the cache past a prompt's end is overwritten by its own tokens before decoding ever
         attends to it."""
@@ -222,10 +222,10 @@ class LlamaDecoder:
         return self.lm_head(x).float()
 
     @property
-    def reuses_prefixes(self) -> bool:
-        """Whether a prompt can start from a prefix copied into its slot: with decoding.c a row's numbers depend
-        only on its token, its position and the cache before it, so a copied prefix gives the same bits as
-        running it again."""
+    def rows_independent(self) -> bool:
+        """Whether each row's numbers depend only on its token, its position and the cache before it, as with
+        decoding.c: a prefix copied into a slot then gives the same bits as running it again, and one step can
+        run several rows of one slot (a token and the guesses after it) as decoding them one by one would."""
         return self.steps_in_c
 
     @torch.inference_mode()
@@ -236,7 +236,8 @@ class LlamaDecoder:
 
     @torch.inference_mode()
     def decode(self, slots: list[int], tokens: list[int], lengths: list[int], adapters: list[Adapter | None]) -> torch.Tensor:
-        """One step for a batch: token b is at position lengths[b] of slot slots[b]. Returns (B, vocab) logits.
+        """One step for a batch: token b is at position lengths[b] of slot slots[b] (where `rows_independent`,
+        rows of one slot may follow each other at consecutive positions). Returns (B, vocab) logits.
 
         The hidden states are (B, hidden), one row per sequence, without the prompt path's time axis: for one
         stream, the small operations around the products cost more in calls than in arithmetic. With an fp32

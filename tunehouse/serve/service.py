@@ -41,6 +41,12 @@ def prepare_chat(services: Services, engine: Engine, project: str, request: Chat
     max_tokens = request.max_completion_tokens or request.max_tokens
     top = (request.top_logprobs or 0) if request.logprobs else None
     prepared = _prepared(engine, model, base_dir, tokenizer, prompt.input_ids, request, max_tokens, top)
+    if request.prediction is not None:
+        predicted = content_text(request.prediction.content)
+        if predicted is None:
+            raise InvalidRequest("`prediction.content` must be a string or a list of text parts.",
+                                 param="prediction.content")
+        prepared.params.prediction = tokenizer(predicted, add_special_tokens=False).input_ids
     kind = request.response_format.type if request.response_format else "text"
     if kind == "json_object" or (kind == "json_schema" and request.response_format.json_schema.schema_ is None):
         prepared.params.json_format = JsonPrefix

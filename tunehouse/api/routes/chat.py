@@ -20,6 +20,7 @@ from ...protocol.chat import (
     ChatMessage,
     ChoiceLogprobs,
     ChunkChoice,
+    CompletionTokensDetails,
     ChunkDelta,
     CompletionChoice,
     CompletionRequest,
@@ -145,8 +146,10 @@ def _usage(prepared: Prepared, finished: list[Finished]) -> Usage:
     prompt = len(prepared.prompt_ids)
     completion = sum(item.completion_tokens for item in finished)
     cached = min((item.cached_tokens for item in finished), default=0)
+    guesses = CompletionTokensDetails(accepted_prediction_tokens=sum(item.accepted_guesses for item in finished),
+                                      rejected_prediction_tokens=sum(item.rejected_guesses for item in finished))
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
-                 prompt_tokens_details=PromptTokensDetails(cached_tokens=cached))
+                 prompt_tokens_details=PromptTokensDetails(cached_tokens=cached), completion_tokens_details=guesses)
 
 
 def _data(chunk) -> str:
