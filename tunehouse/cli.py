@@ -101,7 +101,11 @@ def serve(
         )
     sys.setswitchinterval(0.0005)  # the engine thread and the event loop share the GIL: hand it over sooner
     try:
-        uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+        # no lifespan: the app has no startup or shutdown hooks, and uvicorn's lifespan task would print a
+        # CancelledError traceback on Ctrl+C; the Ctrl+C uvicorn raises again once it has shut down ends here
+        uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=5, lifespan="off")
+    except KeyboardInterrupt:
+        pass
     finally:
         if worker_process is not None:
             worker_process.terminate()
