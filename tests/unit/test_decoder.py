@@ -131,6 +131,23 @@ def test_a_rows_logits_do_not_depend_on_the_rest_of_the_batch(default_model_dir,
         assert torch.equal(alone[0], together[row])
 
 
+@pytest.mark.skipif(kernels.library() is None, reason="the C kernels run on AVX2 CPUs with a C compiler")
+def test_all_layers_in_one_call_give_the_bits_of_one_call_per_operation(default_model_dir, tokenizer):
+    decoder = LlamaDecoder(default_model_dir, slots=4, max_len=256, precision="int4")
+    table = decoder.layer_table
+    assert table is not None  # int4 products through lowbit.c, no biases
+    prompts = [render_chat([{"role": "user", "content": "hi " * n}], tokenizer, add_generation_prompt=True).input_ids
+               for n in (1, 30)]
+    outputs = {}
+    for one_call in (True, False):
+        decoder.layer_table = table if one_call else None
+        first = decoder.prefill([0, 1], prompts, [None, None])
+        step = decoder.decode([0, 1, 1], [5, 6, 7], [len(prompts[0]), len(prompts[1]), len(prompts[1]) + 1],
+                              [None] * 3)  # two rows of one slot, as a guess runs
+        outputs[one_call] = (first, step)
+    assert torch.equal(outputs[True][0], outputs[False][0]) and torch.equal(outputs[True][1], outputs[False][1])
+
+
 def test_int4_weights_are_the_4bit_models_own_and_give_its_products():
     """A weight whose groups of 32 are 16 evenly spaced values (as a Q4_1 GGUF's are) is taken exactly, and
     the int4 kernel then computes x @ W.T up to the bf16 rounding of input, output and each group's scale."""

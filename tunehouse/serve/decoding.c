@@ -4,7 +4,7 @@
  * rotation of q and k, the cache writes, attention, SiLU); as torch calls they cost more in dispatch than
  * in arithmetic (~7 of a ~16 ms step for the default model). Here each layer needs four calls: the
  * residual add fused with the next norm (twice), attention (rotation and cache write included), and SiLU
- * times up.
+ * times up. `decode_layers` makes all of a step's calls from here where every product is lowbit.c's.
  *
  * Every row is computed on its own, by one thread, in a fixed order: a row gets the same bits alone or in
  * any batch. Widths must be multiples of 8 (one AVX2 register of fp32), head widths at most 256. */
@@ -205,4 +205,42 @@ int attend(const float *qkv, const float *cos, const float *signed_sin, const in
         free(scores);
     }
     return failed ? -1 : 0;
+}
+
+int lowbit_matmul(const float *x, const uint8_t *weight, const float *steps, const float *minimums, float *y,
+                  int rows, int n_size, int k_size, int bits, int threads);
+
+/* Every layer of the decoder for rows that are each a token at a position of a slot, where every product's
+ * weight is in lowbit.c's form and no row uses an adapter: the same calls, in the same order, as llama.py's
+ * `_rows_in_c` makes one by one (so the same bits), without a Python call and its ~6 us for each of a
+ * step's ~240 operations. x (rows, hidden) holds the embeddings on entry and the residual stream on exit;
+ * normed gets its final norm. Per layer l, `layers[l * 16 ...]` points to: the input and post-attention norm
+ * weights; the integers, steps and minimums of the q/k/v, output, gate/up and down products; the key and
+ * value caches; `bits[l * 4 ...]` are those products' bits. qkv, attended, projected, gate_up, activated
+ * are scratch rows of the products' widths. Returns 0, or -1 when a kernel could not allocate its buffers. */
+int decode_layers(float *x, float *normed, const void *const *layers, const int *bits, int layers_n,
+                  const float *final_norm, const float *cos, const float *signed_sin, const int64_t *positions,
+                  const int64_t *slots, float *qkv, float *attended, float *projected, float *gate_up,
+                  float *activated, int rows, int hidden, int intermediate, int heads, int kv_heads, int d,
+                  int max_len, float scale, float eps, int threads) {
+    const int qkv_width = (heads + 2 * kv_heads) * d;
+    add_rms_norm(x, NULL, layers[0], normed, rows, hidden, eps);
+    for (int l = 0; l < layers_n; l++) {
+        const void *const *p = layers + (size_t)l * 16;
+        const int *b = bits + (size_t)l * 4;
+        const float *following = l + 1 < layers_n ? layers[(size_t)(l + 1) * 16] : final_norm;
+        if (lowbit_matmul(normed, p[2], p[3], p[4], qkv, rows, qkv_width, hidden, b[0], threads)
+            || attend(qkv, cos, signed_sin, positions, slots, (float *)p[14], (float *)p[15], attended, rows,
+                      heads, kv_heads, d, max_len, scale, threads)
+            || lowbit_matmul(attended, p[5], p[6], p[7], projected, rows, hidden, heads * d, b[1], threads))
+            return -1;
+        add_rms_norm(x, projected, p[1], normed, rows, hidden, eps);
+        if (lowbit_matmul(normed, p[8], p[9], p[10], gate_up, rows, 2 * intermediate, hidden, b[2], threads))
+            return -1;
+        silu_mul(gate_up, activated, rows, intermediate);
+        if (lowbit_matmul(activated, p[11], p[12], p[13], projected, rows, hidden, intermediate, b[3], threads))
+            return -1;
+        add_rms_norm(x, projected, following, normed, rows, hidden, eps);
+    }
+    return 0;
 }

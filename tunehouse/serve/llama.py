@@ -130,8 +130,25 @@ class LlamaDecoder:
         half = self.head_dim // 2
         self.cos = angles.cos().to(self.cache_dtype)
         self.signed_sin = torch.cat([-angles[:, :half].sin(), angles[:, half:].sin()], dim=-1).to(self.cache_dtype)
+        self.intermediate = config["intermediate_size"]
         self.steps_in_c = self.cache_dtype == torch.float32 and kernels.runs_decoding_steps(
-            self.hidden, config["intermediate_size"], self.heads, self.kv_heads, self.head_dim)
+            self.hidden, self.intermediate, self.heads, self.kv_heads, self.head_dim)
+        self.layer_table = self._layer_table() if self.steps_in_c else None
+
+    def _layer_table(self) -> kernels.LayerTable | None:
+        """For decoding.c's `decode_layers`, where every layer's products are lowbit.c's, without biases."""
+        products = ("qkv", "o_proj", "gate_up", "down_proj")
+        if any(layer[name].lowbit_weight is None or layer[name].bias is not None
+               for layer in self.layers for name in products):
+            return None
+        pointers, bits = [], []
+        for layer, cache_k, cache_v in zip(self.layers, self.cache_k, self.cache_v):
+            pointers += [layer["input_norm"].data_ptr(), layer["post_norm"].data_ptr()]
+            for name in products:
+                pointers += layer[name].lowbit_weight.pointers
+                bits.append(layer[name].lowbit_weight.bits)
+            pointers += [cache_k.data_ptr(), cache_v.data_ptr()]
+        return kernels.LayerTable(pointers, bits)
 
     # --- adapters -----------------------------------------------------------------------------------------
 
@@ -288,6 +305,12 @@ class LlamaDecoder:
         positions, slot_index = torch.tensor(positions), torch.tensor(slots)
         adapter_rows = _adapter_rows(adapters)
         x = self.embed[torch.tensor(tokens)]  # the residual stream, added to in place
+        if self.layer_table is not None and not adapter_rows:  # all of it in one call (decoding.c)
+            normed = kernels.decode_layers(
+                x, self.layer_table, self.norm, self.cos, self.signed_sin, positions, slot_index,
+                intermediate=self.intermediate, heads=self.heads, kv_heads=self.kv_heads, head_dim=self.head_dim,
+                max_len=self.max_len, eps=self.eps)
+            return self.lm_head(normed if outputs is None else normed[outputs], decoding=decoding).float()
         normed = torch.empty_like(x)  # x through the norm that comes next
         kernels.add_rms_norm(x, None, self.layers[0]["input_norm"], normed, self.eps)
         for i, layer in enumerate(self.layers):
