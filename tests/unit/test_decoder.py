@@ -3,6 +3,7 @@ batched with other sequences (each row its own length and adapter)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -14,8 +15,9 @@ from tunehouse.data.render import render_chat
 from tunehouse.serve.engine import SamplingParams, _detokenize, _Sequence, sample
 from tunehouse.cpu import native_bf16
 from tunehouse.serve import kernels
-from tunehouse.serve.llama import INT4_GROUP, LlamaDecoder, _on_int4_grid, _on_int8_grid, _Projection
+from tunehouse.serve.llama import ADAPTED, INT4_GROUP, LlamaDecoder, _on_int4_grid, _on_int8_grid, _Projection
 from tunehouse.train.lora_sft import TrainConfig, run
+from safetensors.torch import save_file
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +148,58 @@ def test_all_layers_in_one_call_give_the_bits_of_one_call_per_operation(default_
                               [None] * 3)  # two rows of one slot, as a guess runs
         outputs[one_call] = (first, step)
     assert torch.equal(outputs[True][0], outputs[False][0]) and torch.equal(outputs[True][1], outputs[False][1])
+
+
+def random_adapter(folder, model_dir, seed: int, rank: int = 8):
+    """A PEFT folder with LoRA weights of `rank` on every projection of every layer, drawn at random: large
+    enough to change the answers."""
+    config = json.loads((model_dir / "config.json").read_text())
+    hidden, inner = config["hidden_size"], config["intermediate_size"]
+    head_dim = hidden // config["num_attention_heads"]
+    widths = {"q_proj": (hidden, hidden), "k_proj": (hidden, config["num_key_value_heads"] * head_dim),
+              "v_proj": (hidden, config["num_key_value_heads"] * head_dim), "o_proj": (hidden, hidden),
+              "gate_proj": (hidden, inner), "up_proj": (hidden, inner), "down_proj": (inner, hidden)}
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for layer in range(config["num_hidden_layers"]):
+        for proj in ADAPTED:
+            group = "mlp" if proj in ("gate_proj", "up_proj", "down_proj") else "self_attn"
+            key = f"base_model.model.model.layers.{layer}.{group}.{proj}"
+            fan_in, fan_out = widths[proj]
+            tensors[f"{key}.lora_A.weight"] = torch.randn(rank, fan_in, generator=generator) / fan_in ** 0.5
+            tensors[f"{key}.lora_B.weight"] = torch.randn(fan_out, rank, generator=generator) * 0.02
+    folder.mkdir()
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    (folder / "adapter_config.json").write_text(json.dumps({"r": rank, "lora_alpha": 2 * rank}))
+    return folder
+
+
+@pytest.mark.skipif(kernels.library() is None, reason="the C kernels run on AVX2 CPUs with a C compiler")
+@pytest.mark.parametrize("precision", ["int4", "fp32"])  # all layers in one call; one call per operation
+def test_rows_with_adapters_get_the_same_bits_alone_or_among_others(default_model_dir, tokenizer, precision,
+                                                                   tmp_path):
+    """decoding.c adds an adapter's deltas row by row: a row's numbers do not depend on how many other rows use
+    its adapter (torch's F.linear for the few rows of a LoRA product rounds by their number)."""
+    decoder = LlamaDecoder(default_model_dir, slots=8, max_len=256, precision=precision)
+    assert (decoder.layer_table is not None) == (precision == "int4")
+    first, second = (decoder.load_adapter(str(seed), random_adapter(tmp_path / str(seed), default_model_dir, seed))
+                     for seed in (1, 2))
+    prompts = [render_chat([{"role": "user", "content": "hi " * n}], tokenizer, add_generation_prompt=True).input_ids
+               for n in (1, 12, 5, 30)]
+    adapters = [first, first, second, None]
+    starts = decoder.prefill(list(range(4)), prompts, adapters)
+    lengths = [len(prompt) for prompt in prompts]
+    steps = decoder.decode([0, 1, 1, 2, 3], [5, 6, 7, 8, 9], [lengths[0], lengths[1], lengths[1] + 1, lengths[2],
+                                                              lengths[3]], [first, first, first, second, None])
+    for row, (prompt, adapter) in enumerate(zip(prompts, adapters)):
+        alone = decoder.prefill([4 + row], [prompt], [adapter])
+        assert torch.equal(alone[0], starts[row])
+        step = decoder.decode([4 + row], [5 + row + (row > 1)], [lengths[row]], [adapter])
+        assert torch.equal(step[0], steps[row + (row > 1)])
+    assert not torch.equal(starts[0], decoder.prefill([7], [prompts[0]], [None])[0])  # the adapter matters
+    if precision == "int4":  # and one call for all layers adds the deltas as one call per operation does
+        decoder.layer_table = None
+        assert torch.equal(decoder.prefill(list(range(4)), prompts, adapters), starts)
 
 
 def test_int4_weights_are_the_4bit_models_own_and_give_its_products():

@@ -207,6 +207,52 @@ int attend(const float *qkv, const float *cos, const float *signed_sin, const in
     return failed ? -1 : 0;
 }
 
+/* out += scale * B (A x) for one row x: a LoRA adapter's delta on one output of a projection; A (rank, in),
+ * B given transposed (rank, out); the row on its own, in a fixed order (the same bits in any batch) */
+static void lora_row(const float *x, const float *a, const float *b_t, float *out, int in_width, int rank,
+                     int out_width, float scale) {
+    float t[256];
+    for (int j = 0; j < rank; j++) {
+        __m256 sum = _mm256_setzero_ps();
+        for (int k = 0; k < in_width; k += 8)
+            sum = _mm256_fmadd_ps(_mm256_loadu_ps(a + (size_t)j * in_width + k), _mm256_loadu_ps(x + k), sum);
+        t[j] = hsum(sum);
+    }
+    const __m256 s = _mm256_set1_ps(scale);
+    for (int n = 0; n < out_width; n += 8) {
+        __m256 u = _mm256_setzero_ps();
+        for (int j = 0; j < rank; j++)
+            u = _mm256_fmadd_ps(_mm256_set1_ps(t[j]), _mm256_loadu_ps(b_t + (size_t)j * out_width + n), u);
+        _mm256_storeu_ps(out + n, _mm256_add_ps(_mm256_loadu_ps(out + n), _mm256_mul_ps(u, s)));
+    }
+}
+
+/* lora_row for the listed rows of x (rows, in_width) into out, whose rows are out_stride apart (a part of a
+ * fused projection's output); rank at most 256, widths multiples of 8 */
+void lora_add(const float *x, const int64_t *rows, int n_rows, const float *a, const float *b_t, float *out,
+              int in_width, int rank, int out_width, int out_stride, float scale) {
+    for (int i = 0; i < n_rows; i++)
+        lora_row(x + (size_t)rows[i] * in_width, a, b_t, out + (size_t)rows[i] * out_stride, in_width, rank,
+                 out_width, scale);
+}
+
+/* Each row's adapter delta (row_adapters[r]: an index into `lora`, or -1) on part `part` of layer l, written
+ * `offset` columns into out (rows, out_stride). lora[(adapter * layers_n + l) * 7 + part] holds the part's
+ * A and transposed B addresses and its rank (A 0 where the adapter leaves the part alone); parts 0..6 are
+ * q, k, v, o, gate, up, down. */
+static void add_adapters(const float *in, float *out, int rows, int in_width, int out_stride, int offset,
+                         int width, const int *row_adapters, const int64_t *lora, const float *scales,
+                         int layers_n, int l, int part) {
+    if (!row_adapters) return;
+    for (int r = 0; r < rows; r++) {
+        if (row_adapters[r] < 0) continue;
+        const int64_t *entry = lora + (((size_t)row_adapters[r] * layers_n + l) * 7 + part) * 3;
+        if (!entry[0]) continue;
+        lora_row(in + (size_t)r * in_width, (const float *)entry[0], (const float *)entry[1],
+                 out + (size_t)r * out_stride + offset, in_width, (int)entry[2], width, scales[row_adapters[r]]);
+    }
+}
+
 int lowbit_matmul(const float *x, const uint8_t *weight, const float *steps, const float *minimums, float *y,
                   int rows, int n_size, int k_size, int bits, int threads);
 
@@ -217,30 +263,43 @@ int lowbit_matmul(const float *x, const uint8_t *weight, const float *steps, con
  * normed gets its final norm. Per layer l, `layers[l * 16 ...]` points to: the input and post-attention norm
  * weights; the integers, steps and minimums of the q/k/v, output, gate/up and down products; the key and
  * value caches; `bits[l * 4 ...]` are those products' bits. qkv, attended, projected, gate_up, activated
- * are scratch rows of the products' widths. Returns 0, or -1 when a kernel could not allocate its buffers. */
+ * are scratch rows of the products' widths. Rows with an adapter (row_adapters, lora and scales as
+ * add_adapters reads them; row_adapters NULL: none) get its deltas after each product, as `_linear` adds
+ * them. Returns 0, or -1 when a kernel could not allocate its buffers. */
 int decode_layers(float *x, float *normed, const void *const *layers, const int *bits, int layers_n,
                   const float *final_norm, const float *cos, const float *signed_sin, const int64_t *positions,
                   const int64_t *slots, float *qkv, float *attended, float *projected, float *gate_up,
-                  float *activated, int rows, int hidden, int intermediate, int heads, int kv_heads, int d,
-                  int max_len, float scale, float eps, int threads) {
-    const int qkv_width = (heads + 2 * kv_heads) * d;
+                  float *activated, const int *row_adapters, const int64_t *lora, const float *scales, int rows,
+                  int hidden, int intermediate, int heads, int kv_heads, int d, int max_len, float scale, float eps,
+                  int threads) {
+    const int qkv_width = (heads + 2 * kv_heads) * d, q_width = heads * d, kv_width = kv_heads * d;
+#define ADAPTERS(in, out, in_width, out_stride, offset, width, part) \
+    add_adapters(in, out, rows, in_width, out_stride, offset, width, row_adapters, lora, scales, layers_n, l, part)
     add_rms_norm(x, NULL, layers[0], normed, rows, hidden, eps);
     for (int l = 0; l < layers_n; l++) {
         const void *const *p = layers + (size_t)l * 16;
         const int *b = bits + (size_t)l * 4;
         const float *following = l + 1 < layers_n ? layers[(size_t)(l + 1) * 16] : final_norm;
-        if (lowbit_matmul(normed, p[2], p[3], p[4], qkv, rows, qkv_width, hidden, b[0], threads)
-            || attend(qkv, cos, signed_sin, positions, slots, (float *)p[14], (float *)p[15], attended, rows,
-                      heads, kv_heads, d, max_len, scale, threads)
-            || lowbit_matmul(attended, p[5], p[6], p[7], projected, rows, hidden, heads * d, b[1], threads))
+        if (lowbit_matmul(normed, p[2], p[3], p[4], qkv, rows, qkv_width, hidden, b[0], threads)) return -1;
+        ADAPTERS(normed, qkv, hidden, qkv_width, 0, q_width, 0);
+        ADAPTERS(normed, qkv, hidden, qkv_width, q_width, kv_width, 1);
+        ADAPTERS(normed, qkv, hidden, qkv_width, q_width + kv_width, kv_width, 2);
+        if (attend(qkv, cos, signed_sin, positions, slots, (float *)p[14], (float *)p[15], attended, rows,
+                   heads, kv_heads, d, max_len, scale, threads)
+            || lowbit_matmul(attended, p[5], p[6], p[7], projected, rows, hidden, q_width, b[1], threads))
             return -1;
+        ADAPTERS(attended, projected, q_width, hidden, 0, hidden, 3);
         add_rms_norm(x, projected, p[1], normed, rows, hidden, eps);
         if (lowbit_matmul(normed, p[8], p[9], p[10], gate_up, rows, 2 * intermediate, hidden, b[2], threads))
             return -1;
+        ADAPTERS(normed, gate_up, hidden, 2 * intermediate, 0, intermediate, 4);
+        ADAPTERS(normed, gate_up, hidden, 2 * intermediate, intermediate, intermediate, 5);
         silu_mul(gate_up, activated, rows, intermediate);
         if (lowbit_matmul(activated, p[11], p[12], p[13], projected, rows, hidden, intermediate, b[3], threads))
             return -1;
+        ADAPTERS(activated, projected, intermediate, hidden, 0, hidden, 6);
         add_rms_norm(x, projected, following, normed, rows, hidden, eps);
     }
+#undef ADAPTERS
     return 0;
 }

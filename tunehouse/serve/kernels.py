@@ -136,19 +136,35 @@ class LayerTable:
         self.layers = len(bits) // 4
 
 
+LORA_RANK = 256
+"""The largest LoRA rank decoding.c adds deltas for."""
+
+
+def lora_add(x: torch.Tensor, rows: torch.Tensor, lora_a: torch.Tensor, lora_b_t: torch.Tensor, out: torch.Tensor,
+             scale: float) -> None:
+    """out[rows] += scale * (x[rows] @ A.T) @ B.T, each row on its own; `lora_b_t` is B transposed (rank, out),
+    `out` may be columns of a wider output (a part of a fused projection's)."""
+    x, rows = _contiguous(x), rows.to(torch.int64).contiguous()
+    library().lora_add(x.data_ptr(), rows.data_ptr(), rows.numel(), lora_a.data_ptr(), lora_b_t.data_ptr(),
+                       out.data_ptr(), x.shape[1], lora_a.shape[0], out.shape[1], out.stride(0), scale)
+
+
 def decode_layers(x: torch.Tensor, table: LayerTable, final_norm: torch.Tensor, cos: torch.Tensor,
-                  signed_sin: torch.Tensor, positions: torch.Tensor, slots: torch.Tensor, *, intermediate: int,
-                  heads: int, kv_heads: int, head_dim: int, max_len: int, eps: float) -> torch.Tensor:
+                  signed_sin: torch.Tensor, positions: torch.Tensor, slots: torch.Tensor,
+                  lora: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, *, intermediate: int, heads: int,
+                  kv_heads: int, head_dim: int, max_len: int, eps: float) -> torch.Tensor:
     """Every layer for rows x (rows, hidden), each a token at `positions` of `slots` (as `attend`), in one
-    call: x becomes the residual stream; returns its final norm (rows, hidden)."""
+    call: x becomes the residual stream; returns its final norm (rows, hidden). `lora`: each row's adapter
+    (an index, or -1), the adapters' tables stacked (see `Adapter.table` in llama.py) and their scales."""
     rows, hidden = x.shape
     normed = torch.empty_like(x)
     scratch = [torch.empty(rows, width) for width in ((heads + 2 * kv_heads) * head_dim, heads * head_dim, hidden,
                                                       2 * intermediate, intermediate)]
     status = library().decode_layers(
         x.data_ptr(), normed.data_ptr(), *table.addresses, table.layers, final_norm.data_ptr(), cos.data_ptr(),
-        signed_sin.data_ptr(), positions.data_ptr(), slots.data_ptr(), *(t.data_ptr() for t in scratch), rows, hidden,
-        intermediate, heads, kv_heads, head_dim, max_len, head_dim ** -0.5, eps, torch.get_num_threads())
+        signed_sin.data_ptr(), positions.data_ptr(), slots.data_ptr(), *(t.data_ptr() for t in scratch),
+        *((None,) * 3 if lora is None else (t.data_ptr() for t in lora)), rows, hidden, intermediate, heads, kv_heads,
+        head_dim, max_len, head_dim ** -0.5, eps, torch.get_num_threads())
     if status:
         raise MemoryError("the decoding kernels could not allocate their buffers")
     return normed
@@ -198,7 +214,9 @@ def library() -> ctypes.CDLL | None:
     lib.silu_mul.restype = None
     lib.attend.argtypes = [pointer] * 8 + [integer] * 5 + [ctypes.c_float, integer]
     lib.attend.restype = integer
-    lib.decode_layers.argtypes = ([pointer] * 4 + [integer] + [pointer] * 10 + [integer] * 7
+    lib.decode_layers.argtypes = ([pointer] * 4 + [integer] + [pointer] * 13 + [integer] * 7
                                   + [ctypes.c_float] * 2 + [integer])
+    lib.lora_add.argtypes = [pointer, pointer, integer, pointer, pointer, pointer] + [integer] * 4 + [ctypes.c_float]
+    lib.lora_add.restype = None
     lib.decode_layers.restype = integer
     return lib

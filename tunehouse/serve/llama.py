@@ -35,6 +35,10 @@ class UnsupportedModel(ValueError):
     """The folder is not a Llama-family model this engine can serve."""
 
 
+ADAPTED = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+"""The projections a LoRA adapter may change, in the order decoding.c numbers them."""
+
+
 @dataclass
 class Adapter:
     """LoRA weights per (layer, projection): (A of shape (r, in), B of shape (out, r)) and the scale alpha/r."""
@@ -42,6 +46,10 @@ class Adapter:
     name: str
     scale: float
     weights: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    transposed: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)
+    """Where decoding.c adds the deltas (the decoder's `steps_in_c`, ranks up to kernels.LORA_RANK): each B
+    transposed, and `table`, what `kernels.decode_layers` reads of them; else empty and None."""
+    table: torch.Tensor | None = None
 
 
 class LlamaDecoder:
@@ -166,6 +174,13 @@ class LlamaDecoder:
             adapter.weights[(layer, proj)] = (tensor.to(self.dtype), tensors[b_key].to(self.dtype))
         if not adapter.weights:
             raise UnsupportedModel(f"{folder} holds no LoRA weights")
+        if self.steps_in_c and all(a.shape[0] <= kernels.LORA_RANK and proj in ADAPTED
+                                   for (_, proj), (a, _) in adapter.weights.items()):
+            adapter.transposed = {key: b.T.contiguous() for key, (_, b) in adapter.weights.items()}
+            adapter.table = torch.zeros(self.layers_n, len(ADAPTED), 3, dtype=torch.int64)
+            for (layer, proj), (a, _) in adapter.weights.items():
+                b_t = adapter.transposed[(layer, proj)]
+                adapter.table[layer, ADAPTED.index(proj)] = torch.tensor([a.data_ptr(), b_t.data_ptr(), a.shape[0]])
         return adapter
 
     # --- forward --------------------------------------------------------------------------------------
@@ -180,12 +195,17 @@ class LlamaDecoder:
             return output
         outputs = output.split(projection.sizes, dim=-1)  # views: adding to them adds to the output
         for adapter, index in adapter_rows:
-            rows_in = x[index].to(self.dtype)  # attention's output is bf16 with a bf16 cache
+            # attention's output is bf16 with a bf16 cache
+            rows_in = x[index].to(self.dtype) if adapter.table is None else None
             for part, proj in enumerate(parts):
                 if (layer, proj) not in adapter.weights:
                     continue
                 lora_a, lora_b = adapter.weights[(layer, proj)]
-                outputs[part][index] += F.linear(F.linear(rows_in, lora_a), lora_b) * adapter.scale
+                if adapter.table is not None:  # each row on its own: the same bits in any batch
+                    kernels.lora_add(x, index, lora_a, adapter.transposed[(layer, proj)], outputs[part],
+                                     adapter.scale)
+                else:
+                    outputs[part][index] += F.linear(F.linear(rows_in, lora_a), lora_b) * adapter.scale
         return output
 
     def _rms_norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -305,9 +325,16 @@ class LlamaDecoder:
         positions, slot_index = torch.tensor(positions), torch.tensor(slots)
         adapter_rows = _adapter_rows(adapters)
         x = self.embed[torch.tensor(tokens)]  # the residual stream, added to in place
-        if self.layer_table is not None and not adapter_rows:  # all of it in one call (decoding.c)
+        if self.layer_table is not None and all(adapter.table is not None for adapter, _ in adapter_rows):
+            lora = None  # all of it in one call (decoding.c), adapters' deltas included
+            if adapter_rows:
+                row_adapters = torch.full((len(tokens),), -1, dtype=torch.int32)
+                for number, (_, rows) in enumerate(adapter_rows):
+                    row_adapters[rows] = number
+                lora = (row_adapters, torch.cat([adapter.table for adapter, _ in adapter_rows]),
+                        torch.tensor([adapter.scale for adapter, _ in adapter_rows], dtype=torch.float32))
             normed = kernels.decode_layers(
-                x, self.layer_table, self.norm, self.cos, self.signed_sin, positions, slot_index,
+                x, self.layer_table, self.norm, self.cos, self.signed_sin, positions, slot_index, lora,
                 intermediate=self.intermediate, heads=self.heads, kv_heads=self.kv_heads, head_dim=self.head_dim,
                 max_len=self.max_len, eps=self.eps)
             return self.lm_head(normed if outputs is None else normed[outputs], decoding=decoding).float()
