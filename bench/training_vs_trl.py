@@ -14,7 +14,8 @@ synthetic chat examples of about 100 tokens. Each trains in its own process, so 
 - held-out loss: one evaluator for both, in fp32 with plain transformers + PEFT, mean cross-entropy over the
   assistant tokens of examples neither trainer saw.
 - MFU: model FLOPs over the machine's measured matrix-product peak (bf16 where the CPU computes it natively,
-  else fp32). FLOPs per trained token are counted
+  else fp32; the higher of a measure before the runs and one after, as the machine's speed drifts and one
+  measure taken in a slow minute once gave an MFU over 100%). FLOPs per trained token are counted
   as 4 x the body's linear weights (forward 2, input gradients 2: the frozen weights need no weight
   gradient) plus 4 x the vocabulary head per loss token; attention scores, LoRA's rank-8 products and norms
   are left out (under 3% at 100 tokens). The same useful FLOPs are counted for both trainers.
@@ -226,6 +227,12 @@ def main() -> None:
     loss_fraction = sum(r.loss_tokens for r in rendered) / sum(len(r.input_ids) for r in rendered)
     print(f"{args.train} training and {args.valid} held-out chat examples, {mean_tokens:.0f} tokens on average; "
           f"LoRA r={RANK} on all linear layers, batch {BATCH_SIZE}, {args.epochs} epoch(s), peak lr {LEARNING_RATE}")
+    from tunehouse.cpu import native_bf16
+
+    def peaks() -> tuple[float, float | None]:  # bf16 is converted to fp32 without native bf16: no peak of its own
+        return matmul_peak("float32"), matmul_peak("bfloat16") if native_bf16() else None
+
+    peaks_before = peaks()
     runs: dict[str, list[dict]] = {"trl": [], "tunehouse": []}
     with tempfile.TemporaryDirectory() as scratch:
         data = Path(scratch) / "data.json"
@@ -243,14 +250,16 @@ def main() -> None:
                       "peak_rss_mb": max(r["peak_rss_mb"] for r in done), "heldout_loss": done[0]["heldout_loss"]}
                for name, done in runs.items()}
 
-    from tunehouse.cpu import native_bf16
-
-    peak_fp32 = matmul_peak("float32")
-    peak_bf16 = matmul_peak("bfloat16") if native_bf16() else None  # else converted to fp32: no peak of its own
+    # the higher of a measure before the runs and one after: the machine's speed drifts, and a peak is a ceiling
+    peaks_after = peaks()
+    peak_fp32 = max(peaks_before[0], peaks_after[0])
+    peak_bf16 = max(peaks_before[1], peaks_after[1]) if peaks_before[1] else None
     peak, peak_name = (peak_bf16, "bf16") if peak_bf16 else (peak_fp32, "fp32")
     flops = flops_per_token(model_dir, loss_fraction)
-    print(f"matrix-product peak here: {f'bf16 {peak_bf16:.0f} GFLOP/s' if peak_bf16 else 'no native bf16'}, "
-          f"fp32 {peak_fp32:.0f} GFLOP/s; {flops / 1e6:.0f} MFLOP per trained token")
+    print(f"matrix-product peak here (the higher of before and after the runs): "
+          f"{f'bf16 {peak_bf16:.0f} GFLOP/s' if peak_bf16 else 'no native bf16'}, "
+          f"fp32 {peak_fp32:.0f} GFLOP/s (after the runs {peaks_after[0]:.0f}); "
+          f"{flops / 1e6:.0f} MFLOP per trained token")
     for name, label in (("trl", "TRL SFTTrainer + PEFT (fp32)"), ("tunehouse", "tunehouse recipe")):
         r = results[name]
         rate = r["tokens"] / r["seconds"]
