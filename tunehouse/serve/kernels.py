@@ -9,9 +9,11 @@ kernel rounds them to bf16).
 
 Why decoding.c: one stream's step runs ~50 small torch operations per layer (norms, rotation, cache
 writes, attention, SiLU), whose dispatch cost more than their arithmetic: ~7 ms of a ~16 ms step of the
-default model, against ~1 ms as four C calls per layer. Where every product is lowbit.c's and no row
-uses an adapter, `decode_layers` makes all of a step's calls from C: a Python call costs ~6 us, and a step
-makes ~240 (one stream of the default model 12.4 → 10.3 ms a step, the same bits).
+default model, against ~1 ms as four C calls per layer. Where every product is lowbit.c's,
+`decode_layers` makes all of a step's calls from C: a Python call costs ~6 us, and a step makes ~240 (one
+stream of the default model 12.4 → 10.3 ms a step, the same bits). LoRA adapters' deltas are added there
+too (`lora_add` where the calls are made from Python), row by row, so a fine-tuned model's row gets the same
+bits in any batch, which torch's `F.linear` does not give for a few rows.
 
 Each row's numbers are the same in any batch, as serving requires. The kernels are plain C with AVX2
 intrinsics and OpenMP (torch's own OpenMP runtime, already loaded, runs them), compiled once per source
