@@ -61,7 +61,7 @@ def test_greedy_tokens_equal_transformers_and_peft_in_one_mixed_batch(tiny_model
     if steps_in == "torch":
         monkeypatch.setattr(kernels, "library", lambda: None)
     elif kernels.library() is None:
-        pytest.skip("the C kernels need an AVX2 CPU and a C compiler")
+        pytest.skip("the C kernels need an AVX2 or AVX-512 CPU and a C compiler")
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(adapter_dir)).eval()
     decoder = LlamaDecoder(tiny_model_dir, slots=3, max_len=256)
@@ -133,7 +133,7 @@ def test_a_rows_logits_do_not_depend_on_the_rest_of_the_batch(default_model_dir,
         assert torch.equal(alone[0], together[row])
 
 
-@pytest.mark.skipif(kernels.library() is None, reason="the C kernels run on AVX2 CPUs with a C compiler")
+@pytest.mark.skipif(kernels.library() is None, reason="the C kernels run on AVX2 or AVX-512 CPUs with a C compiler")
 def test_all_layers_in_one_call_give_the_bits_of_one_call_per_operation(default_model_dir, tokenizer):
     decoder = LlamaDecoder(default_model_dir, slots=4, max_len=256, precision="int4")
     table = decoder.layer_table
@@ -174,7 +174,7 @@ def random_adapter(folder, model_dir, seed: int, rank: int = 8):
     return folder
 
 
-@pytest.mark.skipif(kernels.library() is None, reason="the C kernels run on AVX2 CPUs with a C compiler")
+@pytest.mark.skipif(kernels.library() is None, reason="the C kernels run on AVX2 or AVX-512 CPUs with a C compiler")
 @pytest.mark.parametrize("precision", ["int4", "fp32"])  # all layers in one call; one call per operation
 def test_rows_with_adapters_get_the_same_bits_alone_or_among_others(default_model_dir, tokenizer, precision,
                                                                    tmp_path):
@@ -219,9 +219,9 @@ def test_int4_weights_are_the_4bit_models_own_and_give_its_products():
     exact = x @ weight.T
     decoded = projection(x, decoding=True).float()
     assert (decoded - exact).abs().max() < 0.02 * exact.abs().max()
-    if native_bf16():
-        assert not torch.equal(decoded, projection(x).float())  # decoding took the int4 kernel, prompts bf16
-    else:  # bf16 products are slow without native bf16: prompts take the weight in fp32
+    if native_bf16() and projection.lowbit_weight is None:
+        assert not torch.equal(decoded, projection(x).float())  # decoding took torch's int4 kernel, prompts bf16
+    else:  # lowbit.c's fp32 arithmetic; or, without native bf16, the weight in fp32 for prompts
         torch.testing.assert_close(projection(x), exact)
 
 
@@ -238,7 +238,7 @@ def test_fp32_products_give_a_row_alike_alone_or_among_any_others():
         assert torch.equal(projection(x[100:100 + rows]), together[100:100 + rows]), rows
 
 
-@pytest.mark.skipif(kernels.library() is None, reason="lowbit.c runs on AVX2 CPUs with a C compiler")
+@pytest.mark.skipif(kernels.library() is None, reason="lowbit.c runs on AVX2 or AVX-512 CPUs with a C compiler")
 @pytest.mark.parametrize("bits", [4, 8])
 def test_lowbit_products_are_exact_and_give_a_row_alike_alone_or_among_any_others(bits):
     """The kernel's products equal float64 products of the weight it holds, to fp32 rounding, and a row gets
@@ -261,14 +261,15 @@ def test_lowbit_products_are_exact_and_give_a_row_alike_alone_or_among_any_other
         assert torch.equal(kernels.matmul(x[first:first + rows], weight), together[first:first + rows]), rows
 
 
-def test_the_c_kernels_are_built_on_an_avx2_cpu_with_a_c_compiler():
+def test_the_c_kernels_are_built_on_an_avx2_or_avx512_cpu_with_a_c_compiler():
     """The fast path is not silently lost: where it can be built (CI's machines), it is."""
-    if torch.backends.cpu.get_cpu_capability() != "AVX2" or not shutil.which(os.environ.get("CC", "cc")):
-        pytest.skip("the C kernels need an AVX2 CPU and a C compiler")
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability not in ("AVX2", "AVX512") or not shutil.which(os.environ.get("CC", "cc")):
+        pytest.skip("the C kernels need an AVX2 or AVX-512 CPU and a C compiler")
     assert kernels.library() is not None
 
 
-@pytest.mark.skipif(kernels.library() is None, reason="the C kernels run on AVX2 CPUs with a C compiler")
+@pytest.mark.skipif(kernels.library() is None, reason="the C kernels run on AVX2 or AVX-512 CPUs with a C compiler")
 @pytest.mark.parametrize("head_dim", [64, 24])
 def test_decoding_kernels_compute_what_torch_does(head_dim):
     """decoding.c's attention (rotation and cache writes included), norm and SiLU equal torch's operations to
@@ -321,8 +322,8 @@ def test_an_8bit_head_gives_its_products_alike_for_any_rows(kernel, monkeypatch)
     gives x @ W.T up to bf16 rounding, each row the same whatever else is in the batch."""
     if kernel != "lowbit.c":
         monkeypatch.setattr(kernels, "library", lambda: None)
-    elif native_bf16() or kernels.library() is None:
-        pytest.skip("lowbit.c serves CPUs without native bf16, with AVX2 and a C compiler")
+    elif kernels.library() is None:
+        pytest.skip("lowbit.c needs an AVX2 or AVX-512 CPU and a C compiler")
     generator = torch.Generator().manual_seed(0)
     integers = torch.randint(-127, 128, (96, 4, INT4_GROUP), generator=generator).float()
     integers[:, :, 0] = 127  # each group's largest magnitude sets its step, as Q8_0 quantizes

@@ -1,5 +1,7 @@
 """The engine's scheduling on a tiny model: prompts that share a prefix run it once, greedy answers guess
-ahead, and every answer is what it would be alone, one token a step."""
+ahead, and every answer is what it would be alone, one token a step. In fp32, whose decoding steps run in
+decoding.c on any CPU with the C kernels (bf16 products, which the tiny model takes on `auto` where the CPU
+computes bf16 natively, keep torch's operations)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,10 @@ import pytest
 from tunehouse.serve import engine as engine_module
 from tunehouse.serve import kernels
 from tunehouse.serve.engine import Engine, Finished, GenerationRequest, SamplingParams, TokenOutput
+
+
+def fp32_engine(tokenizer) -> Engine:
+    return Engine(lambda _: tokenizer, slots=4, max_len=256, precision="fp32")
 
 
 def answers(engine: Engine, model_dir, prompts: list[list[int]], max_tokens: int = 8,
@@ -42,15 +48,15 @@ def answers(engine: Engine, model_dir, prompts: list[list[int]], max_tokens: int
 
 def test_prompts_sharing_a_prefix_run_it_once_and_answer_as_they_do_alone(tiny_model_dir, tokenizer):
     if kernels.library() is None:
-        pytest.skip("reusing a prefix needs the C kernels (an AVX2 CPU and a C compiler)")
+        pytest.skip("reusing a prefix needs the C kernels (an AVX2 or AVX-512 CPU and a C compiler)")
     preamble = tokenizer("You are a terse assistant. Answer every question in one short line, please.").input_ids
     prompts = [preamble + tokenizer(f" Question {i}: what comes after {i}?").input_ids for i in range(3)]
     assert len(preamble) >= 16
-    alone = [answers(Engine(lambda _: tokenizer, slots=4, max_len=256), tiny_model_dir, [prompt])[0]
+    alone = [answers(fp32_engine(tokenizer), tiny_model_dir, [prompt])[0]
              for prompt in prompts]
     assert all(finished.cached_tokens == 0 for _, finished in alone)
 
-    engine = Engine(lambda _: tokenizer, slots=4, max_len=256)
+    engine = fp32_engine(tokenizer)
     first, again = (answers(engine, tiny_model_dir, [prompts[0]])[0] for _ in range(2))
     assert again[1].cached_tokens == len(prompts[0]) - 1  # all but the last token, which runs for its logits
     assert first[0] == again[0] == alone[0][0]
@@ -66,9 +72,9 @@ def test_prompts_sharing_a_prefix_run_it_once_and_answer_as_they_do_alone(tiny_m
 
 def test_greedy_guesses_change_the_steps_not_the_answer(tiny_model_dir, tokenizer, monkeypatch):
     if kernels.library() is None:
-        pytest.skip("guessing ahead needs the C kernels (an AVX2 CPU and a C compiler)")
+        pytest.skip("guessing ahead needs the C kernels (an AVX2 or AVX-512 CPU and a C compiler)")
     prompts = [tokenizer(text).input_ids for text in ("Say it twice: blue whale, blue whale.", "Count: 1 2 3 4 5")]
-    one_by_one = lambda **kwargs: [answers(Engine(lambda _: tokenizer, slots=4, max_len=256), tiny_model_dir,  # noqa: E731
+    one_by_one = lambda **kwargs: [answers(fp32_engine(tokenizer), tiny_model_dir,  # noqa: E731
                                            [prompt], max_tokens=24, **kwargs)[0] for prompt in prompts]
     with monkeypatch.context() as patched:
         patched.setattr(engine_module, "SPECULATION_ROWS", 0)  # no room for guesses: one token a step
@@ -84,7 +90,7 @@ def test_greedy_guesses_change_the_steps_not_the_answer(tiny_model_dir, tokenize
     assert [tokens for tokens, _ in wrong] == [tokens for tokens, _ in plain]
     assert wrong[0][1].rejected_guesses > 0
 
-    together = answers(Engine(lambda _: tokenizer, slots=4, max_len=256), tiny_model_dir, prompts, max_tokens=24,
+    together = answers(fp32_engine(tokenizer), tiny_model_dir, prompts, max_tokens=24,
                        prediction=answer)  # two rows of four: the first sequence guesses, in the same steps
     assert [tokens for tokens, _ in together] == [tokens for tokens, _ in plain]
     assert together[0][1].accepted_guesses > 0

@@ -226,7 +226,7 @@ def test_head_in_chunks_gives_the_loss_and_gradient_of_one_pass(tiny_model_dir, 
     (chunked_loss, *chunked_counts, chunked_grads), (whole_loss, *whole_counts, whole_grads) = results
     assert chunked_loss == pytest.approx(whole_loss, rel=1e-5) and chunked_counts == whole_counts
     for chunked, whole in zip(chunked_grads, whole_grads):
-        torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(chunked, whole, rtol=1e-3, atol=1e-6)  # bf16 head: sums in another order
 
 
 def test_head_cross_entropy_is_cross_entropy_over_the_head_with_argmax_counted():

@@ -185,8 +185,8 @@ def _contiguous(x: torch.Tensor) -> torch.Tensor:
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The compiled kernels, or None where they cannot run here (see the module's docstring)."""
-    if torch.backends.cpu.get_cpu_capability() != "AVX2":
-        return None  # measured on AVX2 only; AVX-512 CPUs have torch's AVX-512 kernels
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        return None
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:
         log.info("no C compiler: serving uses torch's kernels")

@@ -99,8 +99,11 @@ class LlamaDecoder:
         # int4 kernel): a quarter or half of fp32's bytes
         head = cast("lm_head.weight") if "lm_head.weight" in weights else self.embed
         head_precision = precision
-        if precision == "int4":
-            head_precision = "bf16" if native else "int8" if _on_int8_grid(head) else "fp32"
+        if precision == "int4":  # lowbit.c's 8-bit integers are read faster than bf16's bytes
+            if kernels.library() is not None and _on_int8_grid(head):
+                head_precision = "int8"
+            else:
+                head_precision = "bf16" if native else "int8" if _on_int8_grid(head) else "fp32"
         self.lm_head = _Projection(head, None, head_precision, native)
         self.norm = cast("model.norm.weight")
         self.layers = []
@@ -127,7 +130,9 @@ class LlamaDecoder:
         shape = (slots, self.kv_heads, self.max_len, self.head_dim)
         # with bf16 products the cache and attention are bf16 too (attention reads the whole cache every step),
         # where the CPU computes bf16 natively; elsewhere bf16 arithmetic is converted to fp32 and back
-        self.cache_dtype = torch.bfloat16 if precision != "fp32" and native else torch.float32
+        # where lowbit.c takes the products (int4), the cache stays fp32 for decoding.c's steps
+        lowbit = self.layers[0]["qkv"].lowbit_weight is not None
+        self.cache_dtype = torch.bfloat16 if precision != "fp32" and native and not lowbit else torch.float32
         self.cache_k = [torch.zeros(shape, dtype=self.cache_dtype) for _ in range(self.layers_n)]
         self.cache_v = [torch.zeros(shape, dtype=self.cache_dtype) for _ in range(self.layers_n)]
         # the same caches with one row per (slot, head, position), for a step's writes: one call per layer
@@ -444,7 +449,7 @@ class _Projection:
         self.sizes = sizes or [weight.shape[0]]
         """Output widths of the projections fused into this one (their outputs are split back)."""
         self.lowbit_weight = self.int4 = self.int8_halves = None
-        if precision in ("int4", "int8") and not native_bf16 and kernels.fits(weight) and kernels.library():
+        if precision in ("int4", "int8") and kernels.fits(weight) and kernels.library():
             self.lowbit_weight = _lowbit_weight(weight, precision)
         elif precision == "int4":
             self.int4 = _int4_packed(weight)
@@ -501,6 +506,12 @@ class _Projection:
     def _product(self, rows: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """rows @ W.T (+ bias) with W as laid out for its precision (oneDNN's blocked layout, or plain)."""
         if self.weight.is_mkldnn:
+            if rows.numel() == rows.shape[-1] and rows.dtype == torch.float32:
+                # oneDNN's fp32 kernel for a single row sums a long input (1,536) in another order than its
+                # kernel for several rows, on an AVX-512 Xeon: the row goes in twice to get the same bits
+                twice = rows.reshape(1, -1).expand(2, -1)
+                out = torch.ops.mkldnn._linear_pointwise(twice, self.weight, bias, "none", [], "")[:1]
+                return out.view(*rows.shape[:-1], out.shape[-1])
             return torch.ops.mkldnn._linear_pointwise(rows, self.weight, bias, "none", [], "")
         return F.linear(rows, self.weight, bias)
 
