@@ -219,9 +219,12 @@ def test_int4_weights_are_the_4bit_models_own_and_give_its_products():
     exact = x @ weight.T
     decoded = projection(x, decoding=True).float()
     assert (decoded - exact).abs().max() < 0.02 * exact.abs().max()
-    if native_bf16() and projection.lowbit_weight is None:
+    if projection.lowbit_weight is not None:  # lowbit.c: the weight exactly; the rows in bf16 with AMX tiles
+        rows = x.bfloat16().float() if kernels.uses_amx() else x
+        torch.testing.assert_close(projection(x), rows @ weight.T, rtol=1e-5, atol=1e-5)
+    elif native_bf16():
         assert not torch.equal(decoded, projection(x).float())  # decoding took torch's int4 kernel, prompts bf16
-    else:  # lowbit.c's fp32 arithmetic; or, without native bf16, the weight in fp32 for prompts
+    else:  # bf16 products are slow without native bf16: prompts take the weight in fp32
         torch.testing.assert_close(projection(x), exact)
 
 
@@ -238,11 +241,24 @@ def test_fp32_products_give_a_row_alike_alone_or_among_any_others():
         assert torch.equal(projection(x[100:100 + rows]), together[100:100 + rows]), rows
 
 
-@pytest.mark.skipif(kernels.library() is None, reason="lowbit.c runs on AVX2 or AVX-512 CPUs with a C compiler")
+@pytest.fixture(params=["AMX tiles", "fp32 kernels"])
+def lowbit_path(request):
+    """lowbit.c's products through AMX tiles (where the CPU has them) or through its fp32 kernels."""
+    if kernels.library() is None:
+        pytest.skip("lowbit.c runs on AVX2 or AVX-512 CPUs with a C compiler")
+    tiles = request.param == "AMX tiles"
+    if tiles and not kernels.use_amx(True):
+        pytest.skip("this CPU has no AMX tiles")
+    kernels.use_amx(tiles)
+    yield tiles
+    kernels.use_amx(True)
+
+
 @pytest.mark.parametrize("bits", [4, 8])
-def test_lowbit_products_are_exact_and_give_a_row_alike_alone_or_among_any_others(bits):
-    """The kernel's products equal float64 products of the weight it holds, to fp32 rounding, and a row gets
-    the same bits alone or among any rows (its registers-only path up to 6 rows, its expanded one beyond)."""
+def test_lowbit_products_are_exact_and_give_a_row_alike_alone_or_among_any_others(bits, lowbit_path):
+    """The kernel's products equal float64 products of the weight it holds (and of the rows rounded to bf16,
+    with AMX tiles), to fp32 rounding, and a row gets the same bits alone or among any rows (the fp32
+    kernels' registers-only path up to 6 rows and their expanded one beyond; tiles of 16 rows or fewer)."""
     generator = torch.Generator().manual_seed(0)
     shape = (96, 3 * INT4_GROUP)
     if bits == 4:
@@ -256,8 +272,9 @@ def test_lowbit_products_are_exact_and_give_a_row_alike_alone_or_among_any_other
     exact = (integers * steps.repeat_interleave(INT4_GROUP, 1) + minimums.repeat_interleave(INT4_GROUP, 1))
     x = torch.randn(40, shape[1], generator=generator)
     together = kernels.matmul(x, weight)
-    torch.testing.assert_close(together.double(), x.double() @ exact.double().T, rtol=1e-5, atol=1e-5)
-    for first, rows in ((0, 1), (5, 2), (9, 6), (3, 7), (20, 13), (0, 40)):
+    rows_taken = x.bfloat16() if lowbit_path else x
+    torch.testing.assert_close(together.double(), rows_taken.double() @ exact.double().T, rtol=1e-5, atol=1e-5)
+    for first, rows in ((0, 1), (5, 2), (9, 6), (3, 7), (20, 13), (2, 17), (0, 40)):
         assert torch.equal(kernels.matmul(x[first:first + rows], weight), together[first:first + rows]), rows
 
 

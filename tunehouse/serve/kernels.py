@@ -221,4 +221,20 @@ def library() -> ctypes.CDLL | None:
     lib.lora_add.argtypes = [pointer, pointer, integer, pointer, pointer, pointer] + [integer] * 4 + [ctypes.c_float]
     lib.lora_add.restype = None
     lib.decode_layers.restype = integer
+    lib.lowbit_use_amx.argtypes = [integer]
+    lib.lowbit_use_amx.restype = integer
+    lib.lowbit_uses_amx.argtypes = []
+    lib.lowbit_uses_amx.restype = integer
+    lib.lowbit_use_amx(1)
     return lib
+
+
+def use_amx(on: bool) -> bool:
+    """Products through AMX tiles (on), where the CPU has them, or through lowbit.c's fp32 kernels; the
+    library starts with AMX where it can. Returns whether AMX is used now. For tests and benchmarks: weights
+    laid out for one serve the other, but a decoder's numbers change with it."""
+    return bool(library().lowbit_use_amx(int(on)))
+
+
+def uses_amx() -> bool:
+    return library() is not None and bool(library().lowbit_uses_amx())
