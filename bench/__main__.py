@@ -15,6 +15,7 @@ import torch
 import transformers
 
 from tunehouse.cpu import native_bf16
+from tunehouse.serve import kernels
 
 HERE = Path(__file__).resolve().parent
 RUNS = [
@@ -38,7 +39,8 @@ def cpu_description() -> str:
     field = lambda key: next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), "")  # noqa: E731
     extensions = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in field("flags").split()]
     return (f"{field('model name') or platform.machine()} ({', '.join(extensions) or 'no AVX2'}; "
-            f"native bf16 products: {'yes' if native_bf16() else 'no'})")
+            f"native bf16 products: {'yes' if native_bf16() else 'no'}; "
+            f"serving's 4-bit products through AMX tiles: {'yes' if kernels.uses_amx() else 'no'})")
 
 
 def main() -> None:
