@@ -24,6 +24,7 @@ RUNS = [
     ("End to end: one job through the API", ["bench/job_overhead.py"]),
     ("Quality with everything on auto", ["bench/structured_task.py"]),
     ("Serving (HTTP API vs transformers.generate)", ["bench/serving.py"]),
+    ("Serving: the decoder alone, each way of running the products", ["bench/decoder.py"]),
 ]
 # the precision to set for many concurrent streams: bf16 where the CPU computes it natively, else fp32
 RUNS.append(("Serving with bf16 products throughout", ["bench/serving.py", "--precision", "bf16"]) if native_bf16()

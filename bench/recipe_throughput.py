@@ -7,7 +7,8 @@ held-out ones for validation; batch 8, LoRA r=8 on all linear layers. Every run 
 the vocabulary head only at loss positions (always on). The runs:
 - fp32: every weight and product in fp32, transformers' layers;
 - fp32, compact forward: the same through train/llama_body.py (where bf16 is not native, the default);
-- bf16 autocast: PyTorch's CPU autocast (the usual recipe; every product and LoRA's sum in bf16);
+- bf16 autocast: PyTorch's CPU autocast through transformers' layers (the usual recipe; every product and
+  LoRA's sum in bf16);
 - bf16 base: tunehouse's way, frozen weights stored in bf16, activations and LoRA in fp32, still through
   transformers' layers (each LoRA layer one LoraOnBf16Base);
 - bf16 base, whole batches: the same without splitting a batch into row groups of 512 tokens;
@@ -53,7 +54,7 @@ def main() -> None:
     runs = [("fp32", dict(bf16=False, compact_forward=False, lanes=1))]
     if native_bf16():
         runs += [
-            ("bf16 autocast", dict(bf16=False, autocast=True, lanes=1)),
+            ("bf16 autocast", dict(bf16=False, compact_forward=False, autocast=True, lanes=1)),
             ("bf16 base", dict(bf16=True, compact_forward=False, lanes=1)),
             ("bf16 base, whole batches", dict(bf16=True, compact_forward=False, micro_batch_tokens=100_000, lanes=1)),
             ("+ compact forward", dict(bf16=True, lanes=1)),

@@ -1,11 +1,13 @@
-"""C kernels for AVX2 CPUs, compiled on first use: `lowbit.c`, products on 4- and 8-bit weights, and
-`decoding.c`, the small operations of a decoding step around its products.
+"""C kernels for x86-64 CPUs with AVX2 (AVX-512 ones included), compiled on first use: `lowbit.c`, products
+on 4- and 8-bit weights, and `decoding.c`, the small operations of a decoding step around its products.
 
 Why lowbit.c: on an AVX2 CPU torch's int4 kernel (`_weight_int4pack_mm_for_cpu`) expands the weights to
 fp32 again for every few rows, so its cost grows with the batch: decoding 32 streams of the default model
 took ~150-215 ms a step in its layers' products against ~75 with this kernel, which expands each weight once
 per step for all rows (and one stream ~11 against ~8 ms). Its weights keep fp32 steps and minimums (torch's
-kernel rounds them to bf16).
+kernel rounds them to bf16). Where the CPU has AMX tiles (Xeons since Sapphire Rapids), the same weights
+go through them (the rows in bf16, the weights' integers exact; see lowbit.c): on a 2-core AMX Xeon a
+32-stream step went from ~59 to ~23 ms and one stream's from ~7.3 to ~5.7 ms.
 
 Why decoding.c: one stream's step runs ~50 small torch operations per layer (norms, rotation, cache
 writes, attention, SiLU), whose dispatch cost more than their arithmetic: ~7 ms of a ~16 ms step of the
@@ -16,9 +18,10 @@ too (`lora_add` where the calls are made from Python), row by row, so a fine-tun
 bits in any batch, which torch's `F.linear` does not give for a few rows.
 
 Each row's numbers are the same in any batch, as serving requires. The kernels are plain C with AVX2
-intrinsics and OpenMP (torch's own OpenMP runtime, already loaded, runs them), compiled once per source
-version into the user's cache folder by the C compiler (`CC`, else `cc`). Where there is no AVX2 CPU, no
-compiler, or the build fails, `library()` is None and the decoder keeps torch's operations.
+intrinsics (AVX-512 and AMX ones in functions used only where the CPU has them) and OpenMP (torch's own
+OpenMP runtime, already loaded, runs them), compiled once per source version into the user's cache folder
+by the C compiler (`CC`, else `cc`). Where there is no AVX2 CPU, no compiler, or the build fails,
+`library()` is None and the decoder keeps torch's operations.
 """
 
 from __future__ import annotations

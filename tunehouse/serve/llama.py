@@ -57,7 +57,8 @@ class LlamaDecoder:
         """`precision` of the matrix products (docs/serving.md): `fp32`; `bf16` (oneDNN's bf16 kernels, with a
         bf16 KV cache and attention); `int4` (the layers' weights as 4-bit integers in groups of 32 along the
         input, which decoding steps, whose few rows make a product a read of the weights, read a quarter of
-        bf16's bytes of: on AVX2 CPUs through lowbit.c for every product; elsewhere through torch's int4
+        bf16's bytes of: where kernels.py's C kernels build (AVX2 or AVX-512 CPUs with a C compiler) through
+        lowbit.c for every product (AMX tiles where the CPU has them); elsewhere through torch's int4
         kernel for decoding steps, whose group steps and minimums are rounded to bf16, and for prompts bf16
         where the CPU computes bf16 natively, else fp32);
         `auto`: int4 when the layers' weights already lie on such a grid (a model converted from a 4-bit
@@ -283,7 +284,7 @@ class LlamaDecoder:
 
         The hidden states are (B, hidden), one row per sequence, without the prompt path's time axis: for one
         stream, the small operations around the products cost more in calls than in arithmetic. With an fp32
-        cache on an AVX2 CPU with a C compiler, decoding.c runs them (four calls a layer); elsewhere torch
+        cache and the C kernels (kernels.py), decoding.c runs them (four calls a layer); elsewhere torch
         does (~50 a layer)."""
         if self.steps_in_c:
             return self._rows_in_c(tokens, lengths, slots, adapters, decoding=True)
@@ -436,11 +437,11 @@ INT4_GROUP = 32
 
 class _Projection:
     """`x @ W.T + b` in the decoder's precision: W in oneDNN's blocked fp32 layout (fp32), in its blocked
-    bf16 layout (bf16); for int4 and int8 (an 8-bit head) without native bf16, W as integers for lowbit.c,
-    every product; elsewhere, for int4, 4-bit integers for torch's int4 kernel for decoding steps, and for
-    prompts that bf16 layout where the CPU computes bf16 natively, else the blocked fp32 layout (fp32
-    products of many rows are ~2x that kernel's speed, and emulated bf16 ~4x slower than fp32); for int8
-    without lowbit.c, two int4 halves."""
+    bf16 layout (bf16); for int4 and int8 (an 8-bit head) where the C kernels build, W as integers for
+    lowbit.c, every product; elsewhere, for int4, 4-bit integers for torch's int4 kernel for decoding
+    steps, and for prompts that bf16 layout where the CPU computes bf16 natively, else the blocked fp32
+    layout (fp32 products of many rows are ~2x that kernel's speed, and emulated bf16 ~4x slower than
+    fp32); for int8 without lowbit.c, two int4 halves."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, precision: str, native_bf16: bool,
                  sizes: list[int] | None = None) -> None:

@@ -1,4 +1,5 @@
-/* y = x @ W.T for fp32 rows x and a weight W held as 4-bit or 8-bit integers, for AVX2 CPUs.
+/* y = x @ W.T for fp32 rows x and a weight W held as 4-bit or 8-bit integers, for AVX2 CPUs (AMX tiles
+ * where the CPU has them: see amx_matmul below).
  *
  * W is stored in strips of 16 output columns. Within a strip, for each input position k, the 16 integers
  * of columns 0..15: as 8 bytes for 4 bits (byte j holds column j in its low nibble and column j + 8 in its
