@@ -95,6 +95,27 @@ def test_sampling_is_repeatable_with_a_seed_and_honours_its_controls():
     assert [token for token, _ in top] == [1, 2]
 
 
+@pytest.mark.skipif(kernels.library() is None, reason="the C kernels run on AVX2 or AVX-512 CPUs with a C compiler")
+def test_c_sampling_draws_the_inverse_cdf_token_of_each_row_alone_or_batched():
+    generator = torch.Generator().manual_seed(0)
+    vocab = 1000 + 3  # a partial last block and a tail past whole registers
+    logits = torch.randn(6, vocab, generator=generator) * 4
+    logits[2, 17] = logits[2, 900] = 50.0  # a tie: the first maximum
+    temperatures = [0.7, 1.3, 0.0, 0.2, 1.0, 0.0]
+    draws = [0.1, 0.5, 0.0, 0.999, 0.0, 0.0]
+    tokens = kernels.sample_rows(logits, list(range(6)), temperatures, draws)
+    for row, (temperature, draw) in enumerate(zip(temperatures, draws)):
+        values = logits[row].double()
+        if temperature == 0:
+            assert tokens[row] == int(values.argmax())
+            continue
+        cumulative = torch.cumsum(torch.exp((values - values.max()) / temperature), 0)
+        assert tokens[row] == int(torch.searchsorted(cumulative, draw * cumulative[-1], right=True))
+    assert tokens[2] == 17
+    assert [kernels.sample_rows(logits, [row], [temperatures[row]], [draws[row]])[0] for row in range(6)] == tokens
+    assert kernels.sample_rows(logits, [4, 1], [1.0, 1.3], [0.0, 0.5]) == [tokens[4], tokens[1]]
+
+
 def test_incremental_detokenizing_gives_the_full_decode_and_never_half_a_character(tokenizer):
     text = "Grüße aus Köln 🐉🔥 東京で会いましょう — naïve café, ok."
     tokens = tokenizer(text, add_special_tokens=False).input_ids

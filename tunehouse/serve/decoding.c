@@ -303,3 +303,75 @@ int decode_layers(float *x, float *normed, const void *const *layers, const int 
 #undef ADAPTERS
     return 0;
 }
+
+/* The weight exp((x - top) / temperature) of one logit, as the vector loop of sample_row computes it */
+static inline float weight_of(float x, float top, float temperature) {
+    return _mm256_cvtss_f32(exp256(_mm256_div_ps(_mm256_set1_ps(x - top), _mm256_set1_ps(temperature))));
+}
+
+enum { SAMPLE_BLOCK = 64 };
+
+/* One row's token: the first maximum where temperature <= 0; else an inverse-CDF draw from the weights
+ * exp((logit - max) / temperature): the first token whose running total exceeds draw (in [0, 1)) times
+ * their sum. The running total is never stored: the weights' sums by blocks of 64 tokens are, then the
+ * chosen block's tokens are weighed again one by one (a weight is clamped at e^-87.3, never 0). */
+static int64_t sample_row(const float *logits, int vocab, float temperature, float draw, float *block_sums) {
+    __m256 high = _mm256_set1_ps(-INFINITY);
+    int k = 0;
+    for (; k + 8 <= vocab; k += 8) high = _mm256_max_ps(high, _mm256_loadu_ps(logits + k));
+    float lanes[8], top = -INFINITY;
+    _mm256_storeu_ps(lanes, high);
+    for (int i = 0; i < 8; i++) top = lanes[i] > top ? lanes[i] : top;
+    for (; k < vocab; k++) top = logits[k] > top ? logits[k] : top;
+    if (temperature <= 0) {
+        for (k = 0; k < vocab - 1 && logits[k] != top; k++) {}
+        return k;
+    }
+    const int blocks = (vocab + SAMPLE_BLOCK - 1) / SAMPLE_BLOCK;
+    const __m256 shift = _mm256_set1_ps(top), divisor = _mm256_set1_ps(temperature);
+    double total = 0;
+    for (int b = 0; b < blocks; b++) {
+        const int start = b * SAMPLE_BLOCK, end = start + SAMPLE_BLOCK < vocab ? start + SAMPLE_BLOCK : vocab;
+        __m256 sum = _mm256_setzero_ps();
+        for (k = start; k + 8 <= end; k += 8)
+            sum = _mm256_add_ps(sum, exp256(_mm256_div_ps(_mm256_sub_ps(_mm256_loadu_ps(logits + k), shift), divisor)));
+        float block = hsum(sum);
+        for (; k < end; k++) block += weight_of(logits[k], top, temperature);
+        block_sums[b] = block;
+        total += block;
+    }
+    const double target = draw * total;
+    double running = 0;
+    for (int b = 0; b < blocks; b++) {
+        if (running + block_sums[b] <= target && b + 1 < blocks) {
+            running += block_sums[b];
+            continue;
+        }
+        const int start = b * SAMPLE_BLOCK, end = start + SAMPLE_BLOCK < vocab ? start + SAMPLE_BLOCK : vocab;
+        for (k = start; k < end - 1; k++) {
+            running += weight_of(logits[k], top, temperature);
+            if (running > target) break;
+        }
+        return k;  /* the block's last token where the one-by-one sum falls short of the block's */
+    }
+    return vocab - 1;
+}
+
+/* sample_row for rows row_ids[i] of logits (rows, vocab) with temperatures[i] and draws[i], into tokens[i];
+ * a row a thread, each on its own: the same token alone or in any batch. Returns 0, or -1 when a thread's
+ * block sums could not be allocated. */
+int sample_rows(const float *logits, const int64_t *row_ids, const float *temperatures, const float *draws,
+                int64_t *tokens, int n, int vocab, int threads) {
+    int failed = 0;
+    #pragma omp parallel num_threads(n < threads ? (n > 0 ? n : 1) : threads) reduction(|:failed)
+    {
+        float *block_sums = malloc(((size_t)vocab / SAMPLE_BLOCK + 1) * sizeof(float));
+        if (!block_sums) failed = 1;
+        #pragma omp for schedule(static)
+        for (int i = 0; i < n; i++)
+            if (block_sums)
+                tokens[i] = sample_row(logits + (size_t)row_ids[i] * vocab, vocab, temperatures[i], draws[i], block_sums);
+        free(block_sums);
+    }
+    return failed ? -1 : 0;
+}

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from . import kernels
 from .json_mode import COMPLETE, JsonPrefix, constrain
 from .llama import Adapter, LlamaDecoder
 
@@ -267,17 +268,19 @@ class Engine:
                 held.pop(slot, None)
                 self._free_slots[request.base_dir].append(slot)
             return
-        for (request, slot, adapter, (_, cached)), row in zip(group, logits):
+        sequences = []
+        for request, slot, adapter, (_, cached) in group:
             held[slot] = (request.adapter_dir, request.prompt_ids)
             generator = None
             if request.params.seed is not None:
                 generator = torch.Generator().manual_seed(request.params.seed)
             json_format = request.params.json_format
-            sequence = _Sequence(request, slot, adapter, length=len(request.prompt_ids), next_token=-1,
-                                 generator=generator, json_state=json_format() if json_format else None,
-                                 cached=cached, known=request.prompt_ids + request.params.prediction)
-            self._active[request.base_dir].append(sequence)
-            self._accept(decoder, sequence, row)
+            sequences.append(_Sequence(request, slot, adapter, length=len(request.prompt_ids), next_token=-1,
+                                       generator=generator, json_state=json_format() if json_format else None,
+                                       cached=cached, known=request.prompt_ids + request.params.prediction))
+        self._active[requests[0].base_dir].extend(sequences)
+        for sequence, row, drawn in zip(sequences, logits, _draw_plainly(sequences, logits)):
+            self._accept(decoder, sequence, row, drawn)
 
     def _step(self, base_dir: Path, sequences: list[_Sequence]) -> None:
         """One token for every sequence, and more for a greedy one whose guesses (`_drafts`) come true."""
@@ -288,11 +291,12 @@ class Engine:
         logits = decoder.decode([s.slot for s, _ in rows], [token for _, token in rows],
                                 [s.length + i for s, draft in zip(sequences, drafts) for i in range(len(draft) + 1)],
                                 [s.adapter for s, _ in rows])
+        drawn = _draw_plainly([s for s, _ in rows], logits)
         first = 0
         for sequence, draft in zip(list(sequences), drafts):
             for i in range(len(draft) + 1):  # row i read draft[i - 1]: it counts once the answer took that
                 sequence.length += 1
-                if not self._accept(decoder, sequence, logits[first + i]) or i == len(draft) \
+                if not self._accept(decoder, sequence, logits[first + i], drawn[first + i]) or i == len(draft) \
                         or sequence.next_token != draft[i]:
                     break
                 sequence.accepted_guesses += 1
@@ -330,9 +334,9 @@ class Engine:
 
     # --- one token for one sequence -----------------------------------------------------------------------
 
-    def _accept(self, decoder: LlamaDecoder, sequence: _Sequence, logits: torch.Tensor) -> bool:
-        """Sample the next token from `logits`, emit what became final, and finish the sequence if done.
-        Returns whether it goes on."""
+    def _accept(self, decoder: LlamaDecoder, sequence: _Sequence, logits: torch.Tensor, drawn: int | None) -> bool:
+        """Sample the next token from `logits` (unless `_draw_plainly` drew it: `drawn`), emit what became final,
+        and finish the sequence if done. Returns whether it goes on."""
         request = sequence.request
         if request.cancelled.is_set():
             self._release(sequence)
@@ -345,7 +349,10 @@ class Engine:
             if torch.isinf(logits).all():  # no candidate continues the object: give up where it stands
                 self._finish(sequence, tokenizer, "length")
                 return False
-        token, logprob, top = sample(logits, params, sequence.counts, sequence.generator)
+        if drawn is None:
+            token, logprob, top = sample(logits, params, sequence.counts, sequence.generator)
+        else:
+            token, logprob, top = drawn, None, None
         sequence.sampled += 1
         if token in stop_ids:
             self._finish(sequence, tokenizer, "stop")
@@ -412,6 +419,31 @@ class Engine:
         while len(self._adapters) > self.adapter_cache_size:
             self._adapters.popitem(last=False)  # sequences already using it keep their reference
         return adapter
+
+
+def _draw_plainly(row_sequences: list[_Sequence], logits: torch.Tensor) -> list[int | None]:
+    """The next token of each row (row i of `logits` is `row_sequences[i]`'s) whose request samples plainly
+    (no JSON mode, penalties, logit bias, top_p or logprobs), all drawn in one call to decoding.c's
+    `sample_rows` where the C kernels run (~0.5 ms for 32 rows against ~2.6 ms for `sample` row by row, a tenth
+    of a 32-stream step); None for the other rows, which `sample` draws. Each sampled row takes one uniform
+    draw from its sequence's generator, as `sample` does, and a request is always drawn the same way: the same
+    tokens alone or in any batch."""
+    drawn: list[int | None] = [None] * len(row_sequences)
+    if kernels.library() is None:
+        return drawn
+    rows, temperatures, draws = [], [], []
+    for row, sequence in enumerate(row_sequences):
+        params = sequence.request.params
+        if (sequence.json_state is not None or params.top_p < 1.0 or params.top_logprobs is not None
+                or params.logit_bias or params.presence_penalty or params.frequency_penalty):
+            continue
+        rows.append(row)
+        temperatures.append(max(params.temperature, 0.0))
+        draws.append(float(torch.rand(1, generator=sequence.generator)) if params.temperature > 0 else 0.0)
+    if rows:
+        for row, token in zip(rows, kernels.sample_rows(logits, rows, temperatures, draws)):
+            drawn[row] = token
+    return drawn
 
 
 def sample(logits: torch.Tensor, params: SamplingParams, counts: dict[int, int], generator: torch.Generator | None):

@@ -175,6 +175,23 @@ def decode_layers(x: torch.Tensor, table: LayerTable, final_norm: torch.Tensor, 
     return normed
 
 
+def sample_rows(logits: torch.Tensor, rows: list[int], temperatures: list[float], draws: list[float]) -> list[int]:
+    """A token for each of `rows` of logits (rows, vocab): the first maximum at temperature 0, else an
+    inverse-CDF draw at `draws` (uniform in [0, 1)) from softmax(logits / temperature); each row on its own
+    (see decoding.c). ~25 us a row against ~80 for the same draw in torch operations."""
+    logits = _contiguous(logits)
+    tokens = torch.empty(len(rows), dtype=torch.int64)
+    row_ids = torch.tensor(rows, dtype=torch.int64)
+    temperature_values = torch.tensor(temperatures, dtype=torch.float32)
+    draw_values = torch.tensor(draws, dtype=torch.float32)
+    status = library().sample_rows(logits.data_ptr(), row_ids.data_ptr(), temperature_values.data_ptr(),
+                                   draw_values.data_ptr(), tokens.data_ptr(), len(rows), logits.shape[1],
+                                   torch.get_num_threads())
+    if status:
+        raise MemoryError("the sampling kernel could not allocate its buffers")
+    return tokens.tolist()
+
+
 def runs_decoding_steps(hidden: int, intermediate: int, heads: int, kv_heads: int, head_dim: int) -> bool:
     """Whether decoding.c takes a model of these shapes: widths in whole AVX2 registers, heads of <= 256."""
     return (library() is not None and hidden % 8 == 0 and intermediate % 8 == 0 and head_dim % 8 == 0
@@ -224,6 +241,8 @@ def library() -> ctypes.CDLL | None:
     lib.lora_add.argtypes = [pointer, pointer, integer, pointer, pointer, pointer] + [integer] * 4 + [ctypes.c_float]
     lib.lora_add.restype = None
     lib.decode_layers.restype = integer
+    lib.sample_rows.argtypes = [pointer] * 5 + [integer] * 3
+    lib.sample_rows.restype = integer
     lib.lowbit_use_amx.argtypes = [integer]
     lib.lowbit_use_amx.restype = integer
     lib.lowbit_uses_amx.argtypes = []

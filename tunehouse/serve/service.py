@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
@@ -160,14 +161,28 @@ def _check_message(index: int, message: dict) -> None:
         )
 
 
-async def generate(engine: Engine, prepared: Prepared) -> AsyncIterator[tuple[int, TokenOutput | Finished]]:
+async def generate(engine: Engine, prepared: Prepared, *, per_token: bool = True
+                   ) -> AsyncIterator[tuple[int, TokenOutput | Finished]]:
     """Yield (choice index, output) as the engine produces them, until every choice has Finished.
 
-    Leaving early (a client that disconnected) cancels the choices still running: their slots free up at
-    the engine's next step.
+    With `per_token` False (an answer sent whole) the event loop is woken only when a choice ends, not for
+    every token: with 32 such answers decoding, waking it 32 times a step took ~1.5 ms of a ~30 ms step from
+    the decoding threads on a 2-core CPU. Leaving early (a client that disconnected) cancels the choices still
+    running: their slots free up at the engine's next step.
     """
     loop = asyncio.get_running_loop()
     outputs: asyncio.Queue = asyncio.Queue()
+    held: deque[tuple[int, TokenOutput | Finished | Exception]] = deque()  # appended by the engine thread
+
+    def release() -> None:
+        while held:
+            outputs.put_nowait(held.popleft())
+
+    def emit(index: int, item: TokenOutput | Finished | Exception) -> None:
+        held.append((index, item))
+        if per_token or not isinstance(item, TokenOutput):
+            loop.call_soon_threadsafe(release)
+
     requests = []
     for index in range(prepared.n):
         params = prepared.params
@@ -178,7 +193,7 @@ async def generate(engine: Engine, prepared: Prepared) -> AsyncIterator[tuple[in
             adapter_dir=None if prepared.model.full_model_dir else prepared.model.adapter_dir,
             prompt_ids=prepared.prompt_ids,
             params=params,
-            emit=lambda item, index=index: loop.call_soon_threadsafe(outputs.put_nowait, (index, item)),
+            emit=partial(emit, index),
         )
         requests.append(request)
         engine.submit(request)

@@ -81,7 +81,7 @@ async def _collect(engine: Engine, prepared: Prepared):
     logprobs: list[list[TokenLogprob]] = [[] for _ in range(prepared.n)]
     finish: list[str] = ["stop"] * prepared.n
     finished: list[Finished] = []
-    async for index, item in generate(engine, prepared):
+    async for index, item in generate(engine, prepared, per_token=False):
         if isinstance(item, Finished):
             finish[index] = item.finish_reason
             finished.append(item)
