@@ -308,16 +308,18 @@ def test_the_c_kernels_are_built_on_an_avx2_or_avx512_cpu_with_a_c_compiler():
 
 
 @pytest.mark.skipif(kernels.library() is None, reason="the C kernels run on AVX2 or AVX-512 CPUs with a C compiler")
-@pytest.mark.parametrize("head_dim", [64, 24])
-def test_decoding_kernels_compute_what_torch_does(head_dim):
+@pytest.mark.parametrize("head_dim, cache_dtype", [(64, torch.float32), (24, torch.float32), (64, torch.float16),
+                                                    (24, torch.float16)])
+def test_decoding_kernels_compute_what_torch_does(head_dim, cache_dtype):
     """decoding.c's attention (rotation and cache writes included), norm and SiLU equal torch's operations to
     fp32 rounding, for rows at different positions of their slots (whole blocks of 8 positions and not), with
-    a head whose halves do or do not fill whole registers; and each row's numbers are the same alone."""
+    a head whose halves do or do not fill whole registers, over an fp32 or an fp16 cache (keys and values
+    rounded into it as torch rounds); and each row's numbers are the same alone."""
     generator = torch.Generator().manual_seed(0)
     heads, kv_heads, max_len, slots = 6, 2, 80, 5
     positions, slot_index = torch.tensor([0, 7, 8, 41, 79]), torch.tensor([3, 0, 4, 1, 2])
-    cache_k = torch.randn(slots, kv_heads, max_len, head_dim, generator=generator)
-    cache_v = torch.randn(cache_k.shape, generator=generator)
+    cache_k = torch.randn(slots, kv_heads, max_len, head_dim, generator=generator).to(cache_dtype)
+    cache_v = torch.randn(cache_k.shape, generator=generator).to(cache_dtype)
     qkv = torch.randn(len(positions), (heads + 2 * kv_heads) * head_dim, generator=generator)
     angles = torch.rand(max_len, head_dim, generator=generator) * 6
     cos, signed_sin = angles.cos(), angles.sin()
@@ -333,8 +335,8 @@ def test_decoding_kernels_compute_what_torch_does(head_dim):
         expected_k[slot, :, position] = rotate(k.view(kv_heads, head_dim), position)
         expected_v[slot, :, position] = v.view(kv_heads, head_dim)
         attended = F.scaled_dot_product_attention(
-            rotate(q.view(heads, head_dim), position)[:, None], expected_k[slot, :, :position + 1],
-            expected_v[slot, :, :position + 1], enable_gqa=True)
+            rotate(q.view(heads, head_dim), position)[:, None], expected_k[slot, :, :position + 1].float(),
+            expected_v[slot, :, :position + 1].float(), enable_gqa=True)
         expected.append(attended.reshape(-1))
     together = kernels.attend(qkv, cos, signed_sin, positions, slot_index, cache_k, cache_v, heads)
     torch.testing.assert_close(together, torch.stack(expected))

@@ -45,6 +45,25 @@ static inline __m256 exp256(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(power));
 }
 
+/* A KV cache holds fp32 or fp16 (F16C's conversions, rounding to nearest even as torch does) */
+static inline __m256 load_fp16(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline void store_fp16(uint16_t *p, __m256 v) {
+    _mm_storeu_si128((__m128i *)p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+/* 8 values of a cache at element `index`; `fp16` is a constant where this is inlined */
+static inline __m256 load_cached(const void *cache, size_t index, int fp16) {
+    return fp16 ? load_fp16((const uint16_t *)cache + index) : _mm256_loadu_ps((const float *)cache + index);
+}
+
+static inline void store_cached(void *cache, size_t index, __m256 v, int fp16) {
+    if (fp16) store_fp16((uint16_t *)cache + index, v);
+    else _mm256_storeu_ps((float *)cache + index, v);
+}
+
 /* x += delta (when given), then out = x / sqrt(mean(x^2) + eps) * weight, row by row (RMSNorm) */
 void add_rms_norm(float *x, const float *delta, const float *weight, float *out, int rows, int width, float eps) {
     for (int r = 0; r < rows; r++) {
@@ -95,29 +114,29 @@ static inline void rotate(const float *src, const float *cos, const float *signe
     }
 }
 
-/* q . keys[j] * scale for j < n, into scores */
-static void dot_keys(const float *q, const float *keys, int64_t n, int d, float scale, float *scores) {
+/* q . keys[j] * scale for j < n, into scores (keys fp32 or fp16) */
+static inline void dot_keys(const float *q, const void *keys, int64_t n, int d, float scale, float *scores, int fp16) {
     int64_t j = 0;
     const __m256 scaling = _mm256_set1_ps(scale);
     for (; j + 8 <= n; j += 8) {  /* 8 keys at a time: one reduction for 8 scores */
-        const float *k = keys + j * d;
+        const size_t k = (size_t)j * d;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
         for (int i = 0; i < d; i += 8) {
             __m256 qi = _mm256_loadu_ps(q + i);
-            a0 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k + i), a0);
-            a1 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k + d + i), a1);
-            a2 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k + 2 * d + i), a2);
-            a3 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k + 3 * d + i), a3);
-            a4 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k + 4 * d + i), a4);
-            a5 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k + 5 * d + i), a5);
-            a6 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k + 6 * d + i), a6);
-            a7 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k + 7 * d + i), a7);
+            a0 = _mm256_fmadd_ps(qi, load_cached(keys, k + i, fp16), a0);
+            a1 = _mm256_fmadd_ps(qi, load_cached(keys, k + d + i, fp16), a1);
+            a2 = _mm256_fmadd_ps(qi, load_cached(keys, k + 2 * d + i, fp16), a2);
+            a3 = _mm256_fmadd_ps(qi, load_cached(keys, k + 3 * d + i, fp16), a3);
+            a4 = _mm256_fmadd_ps(qi, load_cached(keys, k + 4 * d + i, fp16), a4);
+            a5 = _mm256_fmadd_ps(qi, load_cached(keys, k + 5 * d + i, fp16), a5);
+            a6 = _mm256_fmadd_ps(qi, load_cached(keys, k + 6 * d + i, fp16), a6);
+            a7 = _mm256_fmadd_ps(qi, load_cached(keys, k + 7 * d + i, fp16), a7);
         }
         _mm256_storeu_ps(scores + j, _mm256_mul_ps(hsum8(a0, a1, a2, a3, a4, a5, a6, a7), scaling));
     }
     for (; j < n; j++) {
         __m256 a = _mm256_setzero_ps();
-        for (int i = 0; i < d; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(keys + j * d + i), a);
+        for (int i = 0; i < d; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_cached(keys, (size_t)j * d + i, fp16), a);
         scores[j] = hsum(a) * scale;
     }
 }
@@ -142,19 +161,20 @@ static float exponentiate(float *scores, int64_t n) {
     return sum;
 }
 
-/* out = sum over j < n of weights[j] * values[j], divided by total; 32 columns at a time */
-static void weigh_values(const float *weights, const float *values, int64_t n, int d, float total, float *out) {
+/* out = sum over j < n of weights[j] * values[j] (fp32 or fp16), divided by total; 32 columns at a time */
+static inline void weigh_values(const float *weights, const void *values, int64_t n, int d, float total, float *out,
+                                int fp16) {
     const __m256 inverse = _mm256_set1_ps(1.0f / total);
     for (int i = 0; i < d; i += 32) {
         const int vectors = d - i >= 32 ? 4 : (d - i) / 8;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (int64_t j = 0; j < n; j++) {
-            const float *v = values + j * d + i;
+            const size_t v = (size_t)j * d + i;
             __m256 w = _mm256_set1_ps(weights[j]);
-            a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v), a0);
-            if (vectors > 1) a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8), a1);
-            if (vectors > 2) a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 16), a2);
-            if (vectors > 3) a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 24), a3);
+            a0 = _mm256_fmadd_ps(w, load_cached(values, v, fp16), a0);
+            if (vectors > 1) a1 = _mm256_fmadd_ps(w, load_cached(values, v + 8, fp16), a1);
+            if (vectors > 2) a2 = _mm256_fmadd_ps(w, load_cached(values, v + 16, fp16), a2);
+            if (vectors > 3) a3 = _mm256_fmadd_ps(w, load_cached(values, v + 24, fp16), a3);
         }
         _mm256_storeu_ps(out + i, _mm256_mul_ps(a0, inverse));
         if (vectors > 1) _mm256_storeu_ps(out + i + 8, _mm256_mul_ps(a1, inverse));
@@ -163,17 +183,29 @@ static void weigh_values(const float *weights, const float *values, int64_t n, i
     }
 }
 
+/* one query head's attention over n positions of its key/value head */
+static void attend_head(const float *q, const void *keys, const void *values, int64_t n, int d, float scale,
+                        float *scores, float *out, int fp16) {
+    if (fp16) {
+        dot_keys(q, keys, n, d, scale, scores, 1);
+        weigh_values(scores, values, n, d, exponentiate(scores, n), out, 1);
+    } else {
+        dot_keys(q, keys, n, d, scale, scores, 0);
+        weigh_values(scores, values, n, d, exponentiate(scores, n), out, 0);
+    }
+}
+
 /* Attention for rows that are each a token at a position of a slot: a decoding step's rows, or prompts'
  * tokens in order (each attends over the keys its prompt's earlier rows have just written: a causal
  * prefill). Row r's q, k and v are row r of qkv (query heads, then key heads, then
  * value heads, each d wide), its token at position positions[r] of slot slots[r]. Its keys, rotated, and
- * values are stored into the caches (slots, kv_heads, max_len, d) at that position; then each query head,
- * rotated, attends over positions 0..positions[r] of its key/value head in that slot (softmax of
- * q . k * scale), into out (rows, heads * d). Returns 0, or -1 when a thread's scores could not be
- * allocated. */
+ * values are stored into the caches (slots, kv_heads, max_len, d; fp32, or fp16 where cache_fp16) at that
+ * position; then each query head, rotated, attends over positions 0..positions[r] of its key/value head in
+ * that slot (softmax of q . k * scale), into out (rows, heads * d). Returns 0, or -1 when a thread's scores
+ * could not be allocated. */
 int attend(const float *qkv, const float *cos, const float *signed_sin, const int64_t *positions,
-           const int64_t *slots, float *cache_k, float *cache_v, float *out, int rows, int heads, int kv_heads,
-           int d, int max_len, float scale, int threads) {
+           const int64_t *slots, void *cache_k, void *cache_v, int cache_fp16, float *out, int rows, int heads,
+           int kv_heads, int d, int max_len, float scale, int threads) {
     const int width = (heads + 2 * kv_heads) * d, group = heads / kv_heads;
     int failed = 0;
     #pragma omp parallel num_threads(threads) reduction(|:failed)
@@ -184,23 +216,27 @@ int attend(const float *qkv, const float *cos, const float *signed_sin, const in
             for (int h = 0; h < kv_heads; h++) {
                 const size_t at = (((size_t)slots[r] * kv_heads + h) * max_len + p) * d;
                 const float *k = qkv + (size_t)r * width + (size_t)(heads + h) * d, *v = k + (size_t)kv_heads * d;
-                rotate(k, cos + p * d, signed_sin + p * d, cache_k + at, d);
-                for (int i = 0; i < d; i += 8) _mm256_storeu_ps(cache_v + at + i, _mm256_loadu_ps(v + i));
+                float rotated[256];
+                rotate(k, cos + p * d, signed_sin + p * d, rotated, d);
+                for (int i = 0; i < d; i += 8) {
+                    store_cached(cache_k, at + i, _mm256_loadu_ps(rotated + i), cache_fp16);
+                    store_cached(cache_v, at + i, _mm256_loadu_ps(v + i), cache_fp16);
+                }
             }
         }
         float *scores = malloc((size_t)max_len * sizeof(float));
         if (!scores) failed = 1;
+        const size_t element = cache_fp16 ? 2 : 4;
         #pragma omp for schedule(static)
         for (int unit = 0; unit < rows * heads; unit++) {
             if (!scores) continue;
             const int r = unit / heads, h = unit % heads;
             const int64_t p = positions[r];
-            const size_t base = ((size_t)slots[r] * kv_heads + h / group) * max_len * d;
+            const size_t base = ((size_t)slots[r] * kv_heads + h / group) * max_len * d * element;
             float q[256];
             rotate(qkv + (size_t)r * width + (size_t)h * d, cos + p * d, signed_sin + p * d, q, d);
-            dot_keys(q, cache_k + base, p + 1, d, scale, scores);
-            float total = exponentiate(scores, p + 1);
-            weigh_values(scores, cache_v + base, p + 1, d, total, out + (size_t)r * heads * d + (size_t)h * d);
+            attend_head(q, (const char *)cache_k + base, (const char *)cache_v + base, p + 1, d, scale, scores,
+                        out + (size_t)r * heads * d + (size_t)h * d, cache_fp16);
         }
         free(scores);
     }
@@ -270,8 +306,8 @@ int decode_layers(float *x, float *normed, const void *const *layers, const int 
                   const float *final_norm, const float *cos, const float *signed_sin, const int64_t *positions,
                   const int64_t *slots, float *qkv, float *attended, float *projected, float *gate_up,
                   float *activated, const int *row_adapters, const int64_t *lora, const float *scales, int rows,
-                  int hidden, int intermediate, int heads, int kv_heads, int d, int max_len, float scale, float eps,
-                  int threads) {
+                  int hidden, int intermediate, int heads, int kv_heads, int d, int max_len, int cache_fp16,
+                  float scale, float eps, int threads) {
     const int qkv_width = (heads + 2 * kv_heads) * d, q_width = heads * d, kv_width = kv_heads * d;
 #define ADAPTERS(in, out, in_width, out_stride, offset, width, part) \
     add_adapters(in, out, rows, in_width, out_stride, offset, width, row_adapters, lora, scales, layers_n, l, part)
@@ -284,8 +320,8 @@ int decode_layers(float *x, float *normed, const void *const *layers, const int 
         ADAPTERS(normed, qkv, hidden, qkv_width, 0, q_width, 0);
         ADAPTERS(normed, qkv, hidden, qkv_width, q_width, kv_width, 1);
         ADAPTERS(normed, qkv, hidden, qkv_width, q_width + kv_width, kv_width, 2);
-        if (attend(qkv, cos, signed_sin, positions, slots, (float *)p[14], (float *)p[15], attended, rows,
-                   heads, kv_heads, d, max_len, scale, threads)
+        if (attend(qkv, cos, signed_sin, positions, slots, (void *)p[14], (void *)p[15], cache_fp16, attended,
+                   rows, heads, kv_heads, d, max_len, scale, threads)
             || lowbit_matmul(attended, p[5], p[6], p[7], projected, rows, hidden, q_width, b[1], threads))
             return -1;
         ADAPTERS(attended, projected, q_width, hidden, 0, hidden, 3);

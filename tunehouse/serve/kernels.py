@@ -42,7 +42,7 @@ import torch
 log = logging.getLogger("tunehouse.serve")
 
 SOURCES = [Path(__file__).with_name(name) for name in ("lowbit.c", "decoding.c")]
-FLAGS = ["-O3", "-mavx2", "-mfma", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC"]
+FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC"]
 STRIP = 16
 """Output columns stored together (two AVX2 registers of fp32)."""
 GROUP = 32
@@ -118,13 +118,15 @@ def attend(qkv: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor, posit
     """Attention for rows that are each a token at a position of a slot (a decoding step, or prompts' tokens
     in order): qkv (rows, (heads + 2 kv_heads) * d) holds each row's q, k and v for its token at `positions`
     of `slots`; k (rotated by `cos` and `signed_sin`, both (max_len, d)) and v go into the caches (slots,
-    kv_heads, max_len, d), then each row attends over its slot up to its position. Returns (rows, heads * d)."""
+    kv_heads, max_len, d; fp32 or fp16), then each row attends over its slot up to its position. Returns
+    (rows, heads * d)."""
     qkv = _contiguous(qkv)
     _, kv_heads, max_len, head_dim = cache_k.shape
     out = torch.empty(qkv.shape[0], heads * head_dim)
     status = library().attend(qkv.data_ptr(), cos.data_ptr(), signed_sin.data_ptr(), positions.data_ptr(),
-                              slots.data_ptr(), cache_k.data_ptr(), cache_v.data_ptr(), out.data_ptr(), qkv.shape[0],
-                              heads, kv_heads, head_dim, max_len, head_dim ** -0.5, torch.get_num_threads())
+                              slots.data_ptr(), cache_k.data_ptr(), cache_v.data_ptr(),
+                              int(cache_k.dtype == torch.float16), out.data_ptr(), qkv.shape[0], heads, kv_heads,
+                              head_dim, max_len, head_dim ** -0.5, torch.get_num_threads())
     if status:
         raise MemoryError("the attention kernel could not allocate its scores")
     return out
@@ -132,13 +134,14 @@ def attend(qkv: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor, posit
 
 class LayerTable:
     """What `decode_layers` reads of each layer (see decoding.c), laid out once: 16 pointers and 4 bit widths
-    a layer. The tensors pointed to must outlive it (the decoder holds them)."""
+    a layer, and whether the caches are fp16. The tensors pointed to must outlive it (the decoder holds them)."""
 
-    def __init__(self, pointers: list[int], bits: list[int]) -> None:
+    def __init__(self, pointers: list[int], bits: list[int], cache_fp16: bool) -> None:
         self._pointers = (ctypes.c_void_p * len(pointers))(*pointers)
         self._bits = (ctypes.c_int * len(bits))(*bits)
         self.addresses = ctypes.addressof(self._pointers), ctypes.addressof(self._bits)
         self.layers = len(bits) // 4
+        self.cache_fp16 = cache_fp16
 
 
 LORA_RANK = 256
@@ -169,7 +172,7 @@ def decode_layers(x: torch.Tensor, table: LayerTable, final_norm: torch.Tensor, 
         x.data_ptr(), normed.data_ptr(), *table.addresses, table.layers, final_norm.data_ptr(), cos.data_ptr(),
         signed_sin.data_ptr(), positions.data_ptr(), slots.data_ptr(), *(t.data_ptr() for t in scratch),
         *((None,) * 3 if lora is None else (t.data_ptr() for t in lora)), rows, hidden, intermediate, heads, kv_heads,
-        head_dim, max_len, head_dim ** -0.5, eps, torch.get_num_threads())
+        head_dim, max_len, int(table.cache_fp16), head_dim ** -0.5, eps, torch.get_num_threads())
     if status:
         raise MemoryError("the decoding kernels could not allocate their buffers")
     return normed
@@ -234,9 +237,9 @@ def library() -> ctypes.CDLL | None:
     lib.add_rms_norm.restype = None
     lib.silu_mul.argtypes = [pointer] * 2 + [integer] * 2
     lib.silu_mul.restype = None
-    lib.attend.argtypes = [pointer] * 8 + [integer] * 5 + [ctypes.c_float, integer]
+    lib.attend.argtypes = [pointer] * 7 + [integer, pointer] + [integer] * 5 + [ctypes.c_float, integer]
     lib.attend.restype = integer
-    lib.decode_layers.argtypes = ([pointer] * 4 + [integer] + [pointer] * 13 + [integer] * 7
+    lib.decode_layers.argtypes = ([pointer] * 4 + [integer] + [pointer] * 13 + [integer] * 8
                                   + [ctypes.c_float] * 2 + [integer])
     lib.lora_add.argtypes = [pointer, pointer, integer, pointer, pointer, pointer] + [integer] * 4 + [ctypes.c_float]
     lib.lora_add.restype = None

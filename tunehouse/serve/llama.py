@@ -129,11 +129,19 @@ class LlamaDecoder:
         angles = torch.outer(torch.arange(self.max_len, dtype=torch.float32), inv_freq)
         angles = torch.cat([angles, angles], dim=-1)  # (max_len, head_dim), as transformers lays it out
         shape = (slots, self.kv_heads, self.max_len, self.head_dim)
-        # with bf16 products the cache and attention are bf16 too (attention reads the whole cache every step),
-        # where the CPU computes bf16 natively; elsewhere bf16 arithmetic is converted to fp32 and back
-        # where lowbit.c takes the products (int4), the cache stays fp32 for decoding.c's steps
+        self.intermediate = config["intermediate_size"]
         lowbit = self.layers[0]["qkv"].lowbit_weight is not None
-        self.cache_dtype = torch.bfloat16 if precision != "fp32" and native and not lowbit else torch.float32
+        in_c = kernels.runs_decoding_steps(self.hidden, self.intermediate, self.heads, self.kv_heads, self.head_dim)
+        if lowbit and in_c:
+            # decoding.c runs the steps; attention reads the whole cache every step, so it is fp16 (half the
+            # bytes) where lowbit.c's products round the rows to bf16 anyway (AMX tiles), else fp32. Not bf16:
+            # its 8-bit keys moved the default model's logits by ~0.2, flipping near-ties (fp16's: ~0.01)
+            self.cache_dtype = torch.float16 if kernels.uses_amx() else torch.float32
+        else:
+            # with bf16 products the cache and attention are bf16 too where the CPU computes bf16 natively;
+            # elsewhere bf16 arithmetic is converted to fp32 and back
+            self.cache_dtype = torch.bfloat16 if precision != "fp32" and native and not lowbit else torch.float32
+        self.steps_in_c = in_c and (lowbit or self.cache_dtype == torch.float32)
         self.cache_k = [torch.zeros(shape, dtype=self.cache_dtype) for _ in range(self.layers_n)]
         self.cache_v = [torch.zeros(shape, dtype=self.cache_dtype) for _ in range(self.layers_n)]
         # the same caches with one row per (slot, head, position), for a step's writes: one call per layer
@@ -142,11 +150,9 @@ class LlamaDecoder:
         # sin with its first half negated: rotating x is then x * cos + (x with its halves swapped) * signed_sin,
         # which is transformers' x * cos + cat(-x2, x1) * sin to the bit, in fewer operations
         half = self.head_dim // 2
-        self.cos = angles.cos().to(self.cache_dtype)
-        self.signed_sin = torch.cat([-angles[:, :half].sin(), angles[:, half:].sin()], dim=-1).to(self.cache_dtype)
-        self.intermediate = config["intermediate_size"]
-        self.steps_in_c = self.cache_dtype == torch.float32 and kernels.runs_decoding_steps(
-            self.hidden, self.intermediate, self.heads, self.kv_heads, self.head_dim)
+        rotary_dtype = torch.float32 if self.steps_in_c else self.cache_dtype
+        self.cos = angles.cos().to(rotary_dtype)
+        self.signed_sin = torch.cat([-angles[:, :half].sin(), angles[:, half:].sin()], dim=-1).to(rotary_dtype)
         self.layer_table = self._layer_table() if self.steps_in_c else None
 
     def _layer_table(self) -> kernels.LayerTable | None:
@@ -162,7 +168,7 @@ class LlamaDecoder:
                 pointers += layer[name].lowbit_weight.pointers
                 bits.append(layer[name].lowbit_weight.bits)
             pointers += [cache_k.data_ptr(), cache_v.data_ptr()]
-        return kernels.LayerTable(pointers, bits)
+        return kernels.LayerTable(pointers, bits, self.cache_dtype == torch.float16)
 
     # --- adapters -----------------------------------------------------------------------------------------
 
