@@ -289,9 +289,9 @@ class LlamaDecoder:
         rows of one slot may follow each other at consecutive positions). Returns (B, vocab) logits.
 
         The hidden states are (B, hidden), one row per sequence, without the prompt path's time axis: for one
-        stream, the small operations around the products cost more in calls than in arithmetic. With an fp32
-        cache and the C kernels (kernels.py), decoding.c runs them (four calls a layer); elsewhere torch
-        does (~50 a layer)."""
+        stream, the small operations around the products cost more in calls than in arithmetic. Where
+        `steps_in_c` (the C kernels, kernels.py, with an fp32 cache, or an fp16 one under lowbit.c's AMX
+        products), decoding.c runs them (four calls a layer); elsewhere torch does (~50 a layer)."""
         if self.steps_in_c:
             return self._rows_in_c(tokens, lengths, slots, adapters, decoding=True)
         batch = len(tokens)
