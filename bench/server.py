@@ -13,18 +13,16 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 @contextmanager
 def running_server(data_dir: Path, *, worker: bool, **env: str) -> Iterator[str]:
-    """Yield the server's base URL (`http://127.0.0.1:PORT/v1`); the default model cache is the repository's."""
+    """Yield the server's base URL (`http://127.0.0.1:PORT/v1`); the model cache is the per-user default."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [sys.executable, "-m", "tunehouse", "serve", "--port", str(port), "--data-dir", str(data_dir)]
     process = subprocess.Popen(command + ([] if worker else ["--no-worker"]),
-                               env={**os.environ, "TUNEHOUSE_MODEL_CACHE_DIR": str(ROOT / ".cache" / "models"), **env},
+                               env={**os.environ, **env},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60

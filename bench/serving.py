@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from server import ROOT, running_server
+from server import running_server
 
 
 PROMPT = [{"role": "user", "content": "Write a long story about a dragon who learns to cook."}]
@@ -58,8 +58,9 @@ def baseline(tokens: int) -> tuple[float, float]:
 
     from tunehouse.data.render import render_chat
     from tunehouse.models.catalog import ensure_default_model, load_tokenizer
+    from tunehouse.settings import Settings
 
-    model_dir = ensure_default_model(ROOT / ".cache" / "models")
+    model_dir = ensure_default_model(Settings().resolved_model_cache_dir)
     tokenizer = load_tokenizer(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     ids = torch.tensor([render_chat(PROMPT, tokenizer, add_generation_prompt=True).input_ids])
@@ -80,8 +81,9 @@ def resolved_precision(precision: str) -> str:
     """What the server made of `precision` for the default model (`auto` depends on its weights and the CPU)."""
     from tunehouse.models.catalog import ensure_default_model
     from tunehouse.serve.llama import LlamaDecoder
+    from tunehouse.settings import Settings
 
-    model_dir = ensure_default_model(ROOT / ".cache" / "models")
+    model_dir = ensure_default_model(Settings().resolved_model_cache_dir)
     resolved = LlamaDecoder(model_dir, slots=1, max_len=16, precision=precision).precision
     return resolved if precision == resolved else f"{precision}: {resolved}"
 

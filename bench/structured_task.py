@@ -22,6 +22,7 @@ import torch
 from tunehouse.data.render import render_chat
 from tunehouse.models.catalog import ensure_default_model, load_tokenizer
 from tunehouse.train.auto import BASE_LEARNING_RATE, resolve_hyperparameters
+from tunehouse.settings import Settings
 from tunehouse.train.lora_sft import Hooks, TrainConfig, run
 
 NAMES = "Maria Ahmed Li Olga Kwame Sofia Tom Aiko Pedro Nina Ravi Emma Jonas Fatima Luca Zoe".split()
@@ -52,7 +53,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=200)
     parser.add_argument("--test", type=int, default=50)
     parser.add_argument("--lr-multiplier", default="auto")
-    parser.add_argument("--model-cache", type=Path, default=Path(".cache/models"))
+    parser.add_argument("--model-cache", type=Path, default=Settings().resolved_model_cache_dir)
     args = parser.parse_args()
 
     rng = random.Random(1234)

@@ -218,8 +218,9 @@ def main() -> None:
 
     from tunehouse.data.render import render_chat
     from tunehouse.models.catalog import ensure_default_model, load_tokenizer
+    from tunehouse.settings import Settings
 
-    model_dir = str(ensure_default_model(ROOT / ".cache" / "models"))
+    model_dir = str(ensure_default_model(Settings().resolved_model_cache_dir))
     tokenizer = load_tokenizer(model_dir)
     rows = {"train": make_dataset(args.train, seed=1), "valid": make_dataset(args.valid, seed=2)}
     rendered = [render_chat(row["messages"], tokenizer) for row in rows["train"]]

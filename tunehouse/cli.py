@@ -1,10 +1,12 @@
 """The `tunehouse` command.
 
+    tunehouse bot [--http] [--host 127.0.0.1] [--port 3000]         (the Slack bot; bot/app.py)
     tunehouse serve [--host 127.0.0.1] [--port 8000] [--data-dir DIR] [--insecure] [--no-worker]
     tunehouse worker [--data-dir DIR]
     tunehouse keys create --project NAME
     tunehouse data check FILE [--model M] [--show N] [--epochs N] [--json]
     tunehouse models add NAME PATH | alias ALIAS BASE | remove NAME      (the catalog of a data dir)
+    tunehouse models prepare      (convert the default model into the per-user cache; `make install` does)
 
 and, over HTTP (remote_cli.py): files, jobs, models list|get|delete, chat.
 """
@@ -110,6 +112,16 @@ def serve(
         if worker_process is not None:
             worker_process.terminate()
             worker_process.wait(timeout=30)
+
+
+@app.command(
+    "bot", context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+)
+def bot(ctx: typer.Context) -> None:
+    """Run the Slack bot (Socket Mode, or --http); `tunehouse bot --help` for its options."""
+    from bot.main import main
+
+    main(ctx.args)
 
 
 @app.command("worker")
@@ -233,6 +245,15 @@ def models_alias(
 def models_remove(name: Annotated[str, typer.Argument()], data_dir: DataDirOption = None) -> None:
     """Remove a base model or an alias from the catalog (files on disk are left alone)."""
     _run_catalog(lambda catalog: catalog.remove(name), f"Removed {name!r}.", data_dir)
+
+
+@models_app.command("prepare")
+def models_prepare(data_dir: DataDirOption = None) -> None:
+    """Convert the embedded default model into the model cache now (once per machine; `make install` runs
+    this), so that no job waits for it. Quick when it is already there."""
+    from .models.catalog import ensure_default_model
+
+    console.print(f"Default model ready in {ensure_default_model(_settings(data_dir).resolved_model_cache_dir)}")
 
 
 def _run_catalog(change, done: str, data_dir: Path | None) -> None:

@@ -6,6 +6,7 @@ docs/configuration.md is the reference for each one.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -19,13 +20,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TUNEHOUSE_", extra="ignore")
 
     data_dir: Path = Field(default=Path("tunehouse-data"))
-    """Where the database, uploaded files, checkpoints and converted models live."""
+    """Where the database, uploaded files and checkpoints live."""
 
     database_url: str | None = None
     """SQLAlchemy URL of the metadata database; default: a SQLite file `tunehouse.db` in the data dir."""
 
     model_cache_dir: Path | None = None
-    """Where converted base models are cached; default: `models/` in the data dir."""
+    """Where converted base models are cached; default: `$XDG_CACHE_HOME/tunehouse/models`, else
+    `~/.cache/tunehouse/models`, which every data dir of this user shares."""
 
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
     """Largest file `POST /v1/files` accepts; past it the answer is 413."""
@@ -61,4 +63,12 @@ class Settings(BaseSettings):
 
     @property
     def resolved_model_cache_dir(self) -> Path:
-        return self.model_cache_dir or self.data_dir / "models"
+        """`model_cache_dir` if set, else `models/` in the user's cache: every data dir shares it, so the default
+        model is converted once per machine (a data dir's own `models/`, where older versions cached it, is
+        no longer read)."""
+        return self.model_cache_dir or user_cache_dir() / "models"
+
+
+def user_cache_dir() -> Path:
+    """tunehouse's folder in the user's cache: `$XDG_CACHE_HOME/tunehouse`, else `~/.cache/tunehouse`."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tunehouse"

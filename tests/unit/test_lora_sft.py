@@ -88,6 +88,19 @@ def test_resume_after_pause_ends_where_an_uninterrupted_run_does(tiny_model_dir,
         torch.testing.assert_close(actual[name], expected[name], rtol=1e-5, atol=1e-6)
 
 
+def test_a_base_loaded_ahead_trains_exactly_as_one_loaded_in_the_run(tiny_model_dir, dataset, tmp_path):
+    """What a runner started ahead of its job does (jobs/runner.py preload): load_base long before run."""
+    from tunehouse.train.lora_sft import load_base
+
+    loaded_here = run(config_for(tiny_model_dir, tmp_path / "here"), dataset)
+    base = load_base(str(tiny_model_dir))
+    torch.rand(100)  # random numbers drawn in between do not matter: the run seeds before LoRA's init
+    loaded_ahead = run(config_for(tiny_model_dir, tmp_path / "ahead"), dataset, base=base)
+    expected, actual = adapter_weights(loaded_here.adapter_dir), adapter_weights(loaded_ahead.adapter_dir)
+    assert expected.keys() == actual.keys()
+    assert all(torch.equal(actual[name], expected[name]) for name in expected)
+
+
 def test_cancel_stops_without_saving(tiny_model_dir, dataset, tmp_path):
     result = run(config_for(tiny_model_dir, tmp_path), dataset, hooks=Hooks(should_stop=lambda: "cancel"))
     assert result.stopped == "cancel" and result.steps == 0 and latest_checkpoint(tmp_path) is None

@@ -19,11 +19,15 @@ MAX_REPORTED_PROBLEMS = 100
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a dataset, located by line (1-based) where it has one."""
+    """One thing wrong with a dataset, located by line (1-based) where it has one, and by the JSON field
+    (`messages[2].role`, 0-based as in the file's JSON) where the problem is inside an example."""
 
     line: int | None
     code: str
     message: str
+    field: str | None = None
+    excerpt: str | None = None
+    """The text at fault, abbreviated, where showing it helps (a line that is not JSON)."""
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.message}" if self.line else self.message
@@ -33,26 +37,33 @@ class Problem:
 class JsonLine:
     line: int
     value: object
+    text: str | None = None
+    """The line as read (without BOM or line ending), for callers that write valid lines out unchanged."""
 
 
-def iter_json_lines(path: Path) -> Iterator[JsonLine | Problem]:
+def iter_json_lines(path: Path, start: int = 0, end: int | None = None, first_line: int = 1) -> Iterator[JsonLine | Problem]:
     """Yield each non-blank line parsed as JSON, or a Problem saying why it could not be.
 
     A file that is one JSON array (pretty-printed or not) yields a single `json_array` problem and stops.
+    `start`, `end` and `first_line` read only the lines that start in that byte range (from `line_ranges`),
+    numbered as in the whole file.
     """
     with open(path, "rb") as handle:
-        line_no = 0
-        first = True
-        while True:
+        handle.seek(start)
+        position = start
+        line_no = first_line - 1
+        first = start == 0
+        while end is None or position < end:
             raw = handle.readline(MAX_LINE_BYTES + 1)
             if not raw:
                 return
+            line_start, position = position, position + len(raw)
             line_no += 1
             if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                _skip_rest_of_line(handle)
+                position += _skip_rest_of_line(handle)
                 yield Problem(line_no, "line_too_long", f"line is longer than {MAX_LINE_BYTES} bytes")
                 continue
-            if line_no == 1 and raw.startswith(UTF8_BOM):
+            if line_start == 0 and raw.startswith(UTF8_BOM):
                 raw = raw[len(UTF8_BOM) :]
             try:
                 text = raw.decode("utf-8")
@@ -73,19 +84,42 @@ def iter_json_lines(path: Path) -> Iterator[JsonLine | Problem]:
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as exc:
-                yield Problem(line_no, "invalid_json", f"not valid JSON: {exc.msg} (column {exc.colno})")
+                excerpt = text[max(0, exc.pos - 30) : exc.pos + 30].strip()
+                yield Problem(line_no, "invalid_json", f"not valid JSON: {exc.msg} (column {exc.colno})", excerpt=excerpt)
                 continue
             except RecursionError:
                 yield Problem(line_no, "invalid_json", "not valid JSON: nested too deeply")
                 continue
-            yield JsonLine(line_no, value)
+            yield JsonLine(line_no, value, text.rstrip("\r\n"))
 
 
-def _skip_rest_of_line(handle) -> None:
+def _skip_rest_of_line(handle) -> int:
+    skipped = 0
     while True:
         chunk = handle.readline(MAX_LINE_BYTES)
+        skipped += len(chunk)
         if not chunk or chunk.endswith(b"\n"):
-            return
+            return skipped
+
+
+def line_ranges(path: Path, target_bytes: int) -> list[tuple[int, int, int]]:
+    """`(start, end, first line number)` of consecutive pieces of about `target_bytes`, each cut after a
+    newline, so that pieces can be read (`iter_json_lines`) in parallel and numbered as in the whole file."""
+    ranges = []
+    start, line = 0, 1
+    with open(path, "rb") as handle:
+        while True:
+            block = handle.read(target_bytes)
+            if not block:
+                return ranges
+            newlines = block.count(b"\n")
+            end = start + len(block)
+            if not block.endswith(b"\n"):
+                rest = handle.readline(MAX_LINE_BYTES + 1)
+                end += len(rest) + (_skip_rest_of_line(handle) if len(rest) > MAX_LINE_BYTES else 0)
+                newlines += 1
+            ranges.append((start, end, line))
+            start, line = end, line + newlines
 
 
 JSONL_EXPECTATION = "Expected file to have JSONL format, where every line is a valid JSON dictionary."

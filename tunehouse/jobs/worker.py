@@ -7,6 +7,10 @@ the same statement), so several workers, on one machine or many sharing Postgres
 While it supervises a job it refreshes the job's heartbeat. At start (and every half minute) it re-queues
 jobs whose worker died (same machine and process gone, or no heartbeat for two minutes); they resume from
 their last checkpoint.
+
+Each job trains in a process of its own, started ahead: while the worker is idle, the next job's runner
+imports the training libraries and waits to be told which job it has (runner.py `--next-job`), so a job
+starts training ~5 s sooner than from a cold process.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ RECOVER_EVERY_SECONDS = 30.0
 CANCEL_GRACE_SECONDS = 10.0
 PAUSE_GRACE_SECONDS = 300.0
 SUPERVISED_FORMATS = (CHAT, PROMPT_COMPLETION)
+NEXT_JOB = "--next-job"
+"""The runner's argument that makes it import first and then read its job id from stdin."""
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -57,12 +63,16 @@ def die_with_parent() -> None:
 
 
 class Worker:
-    def __init__(self, services: Services, poll_seconds: float = 0.5) -> None:
+    def __init__(self, services: Services, poll_seconds: float = 0.2) -> None:
         self.services = services
         self.db = services.db
         self.poll_seconds = poll_seconds
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
+        self.job_queued = threading.Event()
+        """Set by the validating thread when it queues a job, so the training loop claims it without a poll's wait."""
+        self.next_runner: subprocess.Popen | None = None
+        """A runner process started ahead, its imports done or under way, waiting on stdin for a job id."""
         self._last_recover = 0.0
 
     # --- the loop ---------------------------------------------------------------------------------------
@@ -73,11 +83,16 @@ class Worker:
         log.info("worker %s started on %s", self.worker_id, self.services.settings.data_dir)
         validator = threading.Thread(target=self._validate_loop, name="tunehouse-validate", daemon=True)
         validator.start()
+        self._start_next_runner()
         while not self.stopping.is_set():
             if time.monotonic() - self._last_recover > RECOVER_EVERY_SECONDS:
                 self.recover()
+            self.job_queued.clear()
             if not self.train_next():
-                self.stopping.wait(self.poll_seconds)
+                self.job_queued.wait(self.poll_seconds)
+        if self.next_runner is not None:
+            self.next_runner.kill()
+            self.next_runner.wait()
         validator.join(timeout=10)
 
     def _validate_loop(self) -> None:
@@ -87,6 +102,7 @@ class Worker:
 
     def stop(self, *_args) -> None:
         self.stopping.set()
+        self.job_queued.set()
 
     # --- claiming ---------------------------------------------------------------------------------------
 
@@ -130,6 +146,7 @@ class Worker:
                 )
             self._release(job.id)
             add_event(self.db, job.id, "Files validated, moving job to queued state")
+            self.job_queued.set()
         return True
 
     def _validate_files(self, job: Job) -> dict | None:
@@ -161,13 +178,36 @@ class Worker:
             return False
         hold_point("claim")
         log.info("training %s", job.id)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tunehouse.jobs.runner", job.id],
+        self._supervise(job.id, self._runner_for(job.id))
+        self._start_next_runner()
+        return True
+
+    def _runner_for(self, job_id: str) -> subprocess.Popen:
+        """The runner started ahead, told its job; a new process if there is none or it has died."""
+        runner, self.next_runner = self.next_runner, None
+        if runner is not None and runner.poll() is None:
+            try:
+                runner.stdin.write(job_id + "\n")
+                runner.stdin.close()
+                return runner
+            except BrokenPipeError:  # it died just now
+                runner.wait()
+        return self._start_runner(job_id)
+
+    def _start_next_runner(self) -> None:
+        """Start the next job's runner while nothing trains, so its imports do not delay that job. From the
+        main thread only: the parent-death signal fires when the thread that started a child ends."""
+        if self.next_runner is None and not self.stopping.is_set():
+            self.next_runner = self._start_runner(NEXT_JOB)
+
+    def _start_runner(self, argument: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tunehouse.jobs.runner", argument],
             env=settings_env(self.services.settings),
             preexec_fn=die_with_parent,
+            stdin=subprocess.PIPE if argument == NEXT_JOB else None,
+            text=True,
         )
-        self._supervise(job.id, process)
-        return True
 
     def _supervise(self, job_id: str, process: subprocess.Popen) -> None:
         stop_seen_at: float | None = None

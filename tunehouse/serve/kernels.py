@@ -39,6 +39,8 @@ from pathlib import Path
 
 import torch
 
+from ..settings import user_cache_dir
+
 log = logging.getLogger("tunehouse.serve")
 
 SOURCES = [Path(__file__).with_name(name) for name in ("lowbit.c", "decoding.c")]
@@ -215,7 +217,7 @@ def library() -> ctypes.CDLL | None:
         log.info("no C compiler: serving uses torch's kernels")
         return None
     digest = hashlib.sha256(b"".join(source.read_bytes() for source in SOURCES) + " ".join(FLAGS).encode())
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tunehouse"
+    cache = user_cache_dir()
     target = cache / f"kernels-{digest.hexdigest()[:16]}.so"
     try:
         if not target.exists():

@@ -119,16 +119,25 @@ class TrainResult:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def load_model(config: TrainConfig, bf16: bool = False):
-    """The base model, frozen, with LoRA adapters on its linear layers (or, for full fine-tuning, as it is).
-
-    With `bf16`, the frozen weights are stored in bf16 (LoRA weights, optimizer and activations stay fp32)."""
-    from peft import LoraConfig, get_peft_model
+def load_base(model_dir: str):
+    """The pretrained model as training starts from it: fp32, no KV cache."""
     from transformers import AutoModelForCausalLM
 
-    torch.manual_seed(config.seed)
-    base = AutoModelForCausalLM.from_pretrained(config.model_dir, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     base.config.use_cache = False
+    return base
+
+
+def load_model(config: TrainConfig, bf16: bool = False, base=None):
+    """The base model, frozen, with LoRA adapters on its linear layers (or, for full fine-tuning, as it is).
+
+    With `bf16`, the frozen weights are stored in bf16 (LoRA weights, optimizer and activations stay fp32).
+    `base`: `load_base(config.model_dir)` done ahead (jobs/runner.py), not used since; it trains as one loaded
+    here provided loading it draws no random numbers, as for a folder that holds every weight."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(config.seed)
+    base = base if base is not None else load_base(config.model_dir)
     if config.full:
         return base
     lora = LoraConfig(
@@ -502,8 +511,10 @@ def _full_state(checkpoint: Path) -> dict[str, torch.Tensor]:
 
 
 def run(
-    config: TrainConfig, train_set: list[Rendered], valid_set: list[Rendered] | None = None, hooks: Hooks | None = None
+    config: TrainConfig, train_set: list[Rendered], valid_set: list[Rendered] | None = None, hooks: Hooks | None = None,
+    base=None,
 ) -> TrainResult:
+    """Train; `base` is the model of `config.model_dir` if it was loaded ahead (see load_model)."""
     hooks = hooks or Hooks()
     tune_malloc_for_training()
     threads_before = torch.get_num_threads()
@@ -512,20 +523,20 @@ def run(
     lanes = config.lanes or (2 if threads >= 2 and bf16 and not config.full else 1)
     torch.set_num_threads(max(1, threads // lanes))  # the lanes share the cores
     try:
-        return _train(config, train_set, valid_set, hooks, lanes, bf16)
+        return _train(config, train_set, valid_set, hooks, lanes, bf16, base)
     finally:
         torch.set_num_threads(threads_before)
 
 
 def _train(config: TrainConfig, train_set: list[Rendered], valid_set: list[Rendered] | None, hooks: Hooks,
-           lanes: int, bf16: bool) -> TrainResult:
+           lanes: int, bf16: bool, base) -> TrainResult:
     """The recipe, once `run` has shared the CPU threads among the lanes."""
     train_set = [example.truncate(config.max_seq_len) for example in train_set]
     valid_set = [example.truncate(config.max_seq_len) for example in valid_set or []]
     if truncated := sum(example.truncated for example in train_set):
         hooks.on_message("warn", f"{truncated} training example(s) longer than {config.max_seq_len} tokens were truncated")
 
-    model = load_model(config, bf16=bf16 and not config.full)
+    model = load_model(config, bf16=bf16 and not config.full, base=base)
     model.train()
     pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
     trainable = [p for p in model.parameters() if p.requires_grad]

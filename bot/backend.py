@@ -1,0 +1,106 @@
+"""The fine-tuning backend, as the `openai` SDK sees it: OpenAI (or Azure, or any compatible server), or the
+embedded tunehouse server that the bot starts itself when no OpenAI settings are given.
+
+The bot talks to either only through the SDK, so the two are interchangeable.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from openai import OpenAI
+
+from .settings import BotSettings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = "embedded"
+OPENAI = "openai"
+EMBEDDED_START_TIMEOUT_S = 180
+
+
+@dataclass
+class Backend:
+    client: OpenAI
+    kind: str
+    """`embedded` (our own server, CPU training, estimated time) or `openai` (anything else: estimated cost)."""
+    base_url: str
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def connect_backend(settings: BotSettings) -> Backend:
+    if not settings.uses_embedded_backend:
+        client = OpenAI(
+            api_key=settings.secret("openai_api_key") or "unused", base_url=settings.openai_base_url, max_retries=3
+        )
+        log.info("backend: OpenAI-compatible API at %s", client.base_url)
+        return Backend(client=client, kind=OPENAI, base_url=str(client.base_url))
+    return start_embedded_backend(settings.data_dir / "backend")
+
+
+def start_embedded_backend(data_dir: Path) -> Backend:
+    """`tunehouse serve` on a free loopback port, in its own process (its training runs in child processes)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    log_path = data_dir / "server.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tunehouse", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(log_path, "ab"),
+        env={**os.environ, "TUNEHOUSE_DATA_DIR": str(data_dir)},
+        preexec_fn=_end_with_parent,
+    )
+    backend = Backend(
+        client=OpenAI(api_key="sk-local", base_url=f"http://127.0.0.1:{port}/v1", max_retries=3),
+        kind=EMBEDDED,
+        base_url=f"http://127.0.0.1:{port}/v1",
+        process=process,
+    )
+    atexit.register(backend.stop)
+    deadline = time.monotonic() + EMBEDDED_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the embedded backend exited with {process.returncode}; see {log_path}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                log.info("backend: embedded tunehouse at %s (data in %s)", backend.base_url, data_dir)
+                return backend
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    backend.stop()
+    raise RuntimeError(f"the embedded backend did not answer within {EMBEDDED_START_TIMEOUT_S} s; see {log_path}")
+
+
+def _end_with_parent() -> None:
+    """Linux: the backend gets SIGTERM when the bot's process ends, even by SIGKILL, so none is orphaned."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,105 @@
+"""Buttons: on a dataset's report (fine-tune, options, map columns, drop bad examples) and on a job's
+status message (cancel, pause, resume)."""
+
+from __future__ import annotations
+
+import logging
+
+import openai
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot import blocks, intake
+from bot.job_threads import start_job
+from bot.jobs import JobOptions, suffix_for_channel
+
+log = logging.getLogger(__name__)
+
+
+def register(app: App, services) -> None:
+    def clicked_dataset(action: dict, body: dict, respond: Respond) -> dict | None:
+        dataset = services.storage.dataset(action["value"])
+        if dataset is None or dataset["channel"] != body.get("channel", {}).get("id", dataset["channel"]):
+            respond(text="I don't know that dataset here.", response_type="ephemeral", replace_original=False)
+            return None
+        return dataset
+
+    @app.action(blocks.FINETUNE_ACTION)
+    @app.action(blocks.FINETUNE_AGAIN_ACTION)
+    def finetune(ack: Ack, body: dict, action: dict, client: WebClient, respond: Respond) -> None:
+        ack()
+        dataset = clicked_dataset(action, body, respond)
+        if dataset is None:
+            return
+        options = JobOptions(
+            base_model=services.settings.base_model, suffix=suffix_for_channel(body.get("channel", {}).get("name"))
+        )
+        again = action["action_id"] == blocks.FINETUNE_AGAIN_ACTION
+        started = start_job(services, client, dataset=dataset, user=body["user"]["id"], options=options, again=again)
+        if started is None:
+            respond(
+                text="A job on this dataset is already under way in its thread.", response_type="ephemeral",
+                replace_original=False,
+            )
+
+    @app.action(blocks.OPTIONS_ACTION)
+    def options(ack: Ack, body: dict, action: dict, client: WebClient, respond: Respond) -> None:
+        ack()
+        dataset = clicked_dataset(action, body, respond)
+        if dataset is None:
+            return
+        try:
+            models = [model.id for model in services.backend.client.models.list()]
+        except openai.OpenAIError:
+            models = []
+        view = blocks.options_modal(
+            dataset["id"], dataset["filename"], sorted(models), services.settings.base_model,
+            suffix_for_channel(body.get("channel", {}).get("name")),
+        )
+        client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    @app.action(blocks.MAP_COLUMNS_ACTION)
+    def map_columns(ack: Ack, body: dict, action: dict, client: WebClient, respond: Respond) -> None:
+        ack()
+        dataset = clicked_dataset(action, body, respond)
+        if dataset is None or not dataset.get("headers"):
+            return
+        client.views_open(
+            trigger_id=body["trigger_id"],
+            view=blocks.map_columns_modal(dataset["id"], dataset["filename"], dataset["headers"]),
+        )
+
+    @app.action(blocks.DROP_BAD_ACTION)
+    def drop_bad(ack: Ack, body: dict, action: dict, client: WebClient, respond: Respond) -> None:
+        ack()
+        dataset = clicked_dataset(action, body, respond)
+        if dataset is None or not services.storage.claim(f"drop_bad:{dataset['id']}"):
+            return  # a double click, or a redelivery: the cleaned report is already on its way
+        intake.drop_bad_examples(services, client, dataset, body["user"]["id"])
+
+    @app.action(blocks.CANCEL_ACTION)
+    @app.action(blocks.PAUSE_ACTION)
+    @app.action(blocks.RESUME_ACTION)
+    def job_control(ack: Ack, body: dict, action: dict, respond: Respond) -> None:
+        ack()
+        verb = {blocks.CANCEL_ACTION: "cancel", blocks.PAUSE_ACTION: "pause", blocks.RESUME_ACTION: "resume"}[action["action_id"]]
+        respond(text=control_job(services, action["value"], verb, body["user"]["id"], body.get("channel", {}).get("id")),
+                response_type="ephemeral", replace_original=False)
+
+
+def control_job(services, key: str, verb: str, user: str, channel: str | None) -> str:
+    """Cancel, pause or resume, for the job's starter or an admin, from the channel the job belongs to."""
+    job = services.storage.job(key)
+    if job is None or (channel and job["channel"] != channel):
+        return f"I know no job `{key}` in this channel."
+    if user != job["user"] and user not in services.settings.admin_users:
+        return f"Only <@{job['user']}>, who started it, or an admin can {verb} this job."
+    if not job.get("job_id") or job.get("finished_at"):
+        return f"`{job.get('job_id') or job['id']}` is not running ({job.get('status')})."
+    jobs = services.backend.client.fine_tuning.jobs
+    try:
+        getattr(jobs, verb)(job["job_id"])
+    except openai.APIStatusError as error:
+        return f"The backend refused to {verb} `{job['job_id']}`: {error.message}"
+    services.poller.wake()
+    return f"`{job['job_id']}`: {verb} requested."

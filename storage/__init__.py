@@ -1,0 +1,223 @@
+"""What the bot knows, in one SQLite file (`bot.db` in the data dir, WAL), through sqlite-utils.
+
+Nothing the bot needs after a restart lives only in memory: the datasets it reported, the effects it has
+claimed (so a delivery Slack repeats, or a file that arrives as both `file_share` and `file_shared`, has its
+effect once), and later the jobs and their threads. The listeners run on several threads, so one connection
+is shared under a lock; SQLite in WAL mode keeps readers off the writer's back.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+CLAIM_PENDING = "pending"
+CLAIM_DONE = "done"
+
+
+class Storage:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self.db = sqlite_utils.Database(connection)
+        self.db.enable_wal()
+        self._lock = threading.RLock()
+        self._create_tables()
+
+    def _create_tables(self) -> None:
+        with self._lock:
+            self.db["claims"].create(
+                {"key": str, "state": str, "payload": str, "created_at": float, "done_at": float},
+                pk="key",
+                if_not_exists=True,
+            )
+            self.db["datasets"].create(
+                {
+                    "id": str,
+                    "file_id": str,
+                    "team_id": str,
+                    "channel": str,
+                    "thread_ts": str,
+                    "user": str,
+                    "filename": str,
+                    "source_path": str,
+                    "status": str,
+                    "format": str,
+                    "examples_read": int,
+                    "examples": int,
+                    "skipped": int,
+                    "errors": int,
+                    "warnings": int,
+                    "content_hash": str,
+                    "converted_path": str,
+                    "headers": str,
+                    "mapping": str,
+                    "summary": str,
+                    "report": str,
+                    "report_ts": str,
+                    "created_at": float,
+                },
+                pk="id",
+                if_not_exists=True,
+            )
+            self.db["datasets"].create_index(["channel", "created_at"], if_not_exists=True)
+            self.db["jobs"].create(
+                {
+                    "id": str,
+                    "job_id": str,
+                    "start_id": str,
+                    "dataset_id": str,
+                    "team_id": str,
+                    "channel": str,
+                    "thread_ts": str,
+                    "user": str,
+                    "base_model": str,
+                    "options": str,
+                    "status": str,
+                    "status_ts": str,
+                    "last_event_id": str,
+                    "fine_tuned_model": str,
+                    "error": str,
+                    "created_at": float,
+                    "finished_at": float,
+                },
+                pk="id",
+                if_not_exists=True,
+            )
+            self.db["jobs"].create_index(["job_id"], if_not_exists=True)
+            self.db["jobs"].create_index(["channel", "created_at"], if_not_exists=True)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    # -- claims: each effect once ------------------------------------------------------------------------
+
+    def claim(self, key: str, payload: dict | None = None) -> bool:
+        """Take the right to perform the effect named `key`; False if it was taken before (by any delivery,
+        before or after a restart). The payload says how to finish it if the bot dies half way."""
+        with self._lock:
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO claims (key, state, payload, created_at) VALUES (?, ?, ?, ?)",
+                [key, CLAIM_PENDING, json.dumps(payload or {}), time.time()],
+            )
+            return cursor.rowcount == 1
+
+    def finish_claim(self, key: str) -> None:
+        with self._lock:
+            self.db.execute("UPDATE claims SET state = ?, done_at = ? WHERE key = ?", [CLAIM_DONE, time.time(), key])
+
+    def release_claim(self, key: str) -> None:
+        """Give a claim back when its effect failed before anything was shown, so a redelivery may try again."""
+        with self._lock:
+            self.db.execute("DELETE FROM claims WHERE key = ? AND state = ?", [key, CLAIM_PENDING])
+
+    def pending_claims(self, prefix: str) -> list[tuple[str, dict]]:
+        """Effects claimed but never finished (the bot died), to finish at start-up."""
+        rows = self.db.execute(
+            "SELECT key, payload FROM claims WHERE state = ? AND key LIKE ? ORDER BY created_at",
+            [CLAIM_PENDING, prefix + "%"],
+        ).fetchall()
+        return [(key, json.loads(payload)) for key, payload in rows]
+
+    # -- datasets ------------------------------------------------------------------------------------------
+
+    def save_dataset(self, **fields) -> dict:
+        fields.setdefault("id", "ds_" + uuid.uuid4().hex[:12])
+        fields.setdefault("created_at", time.time())
+        for key in ("headers", "mapping", "report"):
+            if key in fields and not isinstance(fields[key], (str, type(None))):
+                fields[key] = json.dumps(fields[key])
+        with self._lock:
+            self.db["datasets"].upsert(fields, pk="id", alter=True)
+        return self.dataset(fields["id"])
+
+    def dataset(self, dataset_id: str) -> dict | None:
+        rows = list(self.db["datasets"].rows_where("id = ?", [dataset_id]))
+        return _decode_dataset(rows[0]) if rows else None
+
+    def dataset_for_file(self, file_id: str) -> dict | None:
+        rows = list(self.db["datasets"].rows_where("file_id = ?", [file_id], order_by="created_at", limit=1))
+        return _decode_dataset(rows[0]) if rows else None
+
+    def datasets_in_channel(self, channel: str, limit: int = 20) -> list[dict]:
+        rows = self.db["datasets"].rows_where("channel = ?", [channel], order_by="created_at desc", limit=limit)
+        return [_decode_dataset(row) for row in rows]
+
+    def datasets_of_user(self, user: str, limit: int = 20) -> list[dict]:
+        rows = self.db["datasets"].rows_where("user = ?", [user], order_by="created_at desc", limit=limit)
+        return [_decode_dataset(row) for row in rows]
+
+    def latest_valid_dataset(self, channel: str) -> dict | None:
+        rows = list(
+            self.db["datasets"].rows_where(
+                "channel = ? AND status = 'ok'", [channel], order_by="created_at desc", limit=1
+            )
+        )
+        return _decode_dataset(rows[0]) if rows else None
+
+
+    # -- jobs: a backend job and the thread that follows it --------------------------------------------------
+
+    def save_job(self, **fields) -> dict:
+        fields.setdefault("id", "job_" + uuid.uuid4().hex[:12])
+        fields.setdefault("created_at", time.time())
+        if "options" in fields and not isinstance(fields["options"], (str, type(None))):
+            fields["options"] = json.dumps(fields["options"])
+        with self._lock:
+            self.db["jobs"].upsert(fields, pk="id", alter=True)
+        return self.job(fields["id"])
+
+    def job(self, key: str) -> dict | None:
+        """A job by the bot's id or by the backend's job id (`ftjob-...`)."""
+        rows = list(self.db["jobs"].rows_where("id = ? OR job_id = ?", [key, key], limit=1))
+        return _decode_job(rows[0]) if rows else None
+
+    def active_jobs(self) -> list[dict]:
+        """Jobs whose thread still waits for its end: the poller follows these, after a restart too."""
+        rows = self.db["jobs"].rows_where("finished_at IS NULL AND job_id IS NOT NULL", order_by="created_at")
+        return [_decode_job(row) for row in rows]
+
+    def unstarted_jobs(self) -> list[dict]:
+        """Starts that died before the backend's job id was stored: adopted from the backend's metadata."""
+        rows = self.db["jobs"].rows_where("finished_at IS NULL AND job_id IS NULL", order_by="created_at")
+        return [_decode_job(row) for row in rows]
+
+    def jobs_in_channel(self, channel: str, limit: int = 20) -> list[dict]:
+        rows = self.db["jobs"].rows_where("channel = ?", [channel], order_by="created_at desc", limit=limit)
+        return [_decode_job(row) for row in rows]
+
+    def jobs_of_user(self, user: str, limit: int = 20) -> list[dict]:
+        rows = self.db["jobs"].rows_where("user = ?", [user], order_by="created_at desc", limit=limit)
+        return [_decode_job(row) for row in rows]
+
+    def jobs_of_dataset(self, dataset_id: str) -> list[dict]:
+        return [_decode_job(row) for row in self.db["jobs"].rows_where("dataset_id = ?", [dataset_id], order_by="created_at")]
+
+
+def _decode_job(row: dict) -> dict:
+    if row.get("options"):
+        row["options"] = json.loads(row["options"])
+    return row
+
+
+def _decode_dataset(row: dict) -> dict:
+    for key in ("headers", "mapping", "report"):
+        if row.get(key):
+            row[key] = json.loads(row[key])
+    return row
