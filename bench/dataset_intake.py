@@ -12,10 +12,12 @@ in for tiktoken (which would download the encoding); MAX_TOKENS_PER_EXAMPLE is g
 (the notebook's 16,385 is gpt-3.5-turbo's).
 
 Three measures, each in a fresh child process (its own peak RSS, nothing cached from another run):
-1. 100,000 three-message chat examples (~37 MB): the anchor and `bot.datasets.analyse`, with the same
+1. 100,000 three-message chat examples (~38 MB): the anchor and `bot.datasets.analyse`, with the same
    counts checked (examples, format errors, total tokens, examples over the context, epochs, billed
-   tokens). Times exclude loading the o200k tokenizer (~1 s, once per process: the bot loads it at start),
-   which is timed on its own.
+   tokens, median tokens), each `--runs` times in the order anchor, ours, ours, anchor, ... (the machine's
+   speed drifts); the medians are compared. Times exclude start-up: loading the o200k tokenizer (the
+   notebook) and `bot.datasets.prepare()` (worker processes up, tokenizers loaded: the bot does it once,
+   at start), timed on their own.
 2. Peak RSS of analysing a 50 MB file (ru_maxrss of the child), against the same child's RSS after
    loading the tokenizer and before reading.
 3. Analysing a 1 MB, 2,000-example file: what someone dropping a typical file waits for.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import subprocess
@@ -191,17 +194,30 @@ def _child(kind: str, path: str, runs: int) -> None:
         datasets.prepare()  # the bot does this at start: worker processes up, tokenizers loaded
     load_seconds = time.perf_counter() - started
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # the worker processes are forked by the fork server: not in our RUSAGE_CHILDREN, read from /proc
+    worker_pids = list(datasets._workers._processes) if kind == "ours" and datasets._workers else []
+    cpu_before = _cpu_seconds(worker_pids)
     times = []
     for _ in range(runs):
         started = time.perf_counter()
         counts = _run(kind, Path(path), encoding if kind == "anchor" else None)
         times.append(time.perf_counter() - started)
+    cpu = (_cpu_seconds(worker_pids) - cpu_before) / runs
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    workers = 0
-    if kind == "ours" and datasets._workers is not None:  # forked by the fork server: not our RUSAGE_CHILDREN
-        workers = max(_peak_rss_kb(pid) for pid in datasets._workers._processes)
-    print(json.dumps({"seconds": sorted(times)[len(times) // 2], "load_seconds": load_seconds, "counts": counts,
-                      "rss_mb": rss / 1024, "rss_before_mb": rss_before / 1024, "worker_rss_mb": workers / 1024}))
+    workers = max((_peak_rss_kb(pid) for pid in worker_pids), default=0)
+    print(json.dumps({"seconds": sorted(times)[len(times) // 2], "cpu_seconds": cpu, "load_seconds": load_seconds,
+                      "counts": counts, "rss_mb": rss / 1024, "rss_before_mb": rss_before / 1024,
+                      "worker_rss_mb": workers / 1024}))
+
+
+def _cpu_seconds(worker_pids: list[int]) -> float:
+    """CPU time (user + system) of this process and the given workers."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    total = usage.ru_utime + usage.ru_stime
+    for pid in worker_pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _run(kind: str, path: Path, encoding) -> dict:
@@ -252,13 +268,19 @@ def main() -> None:
         big = scratch / "chat.jsonl"
         make_dataset(big, args.examples, seed=1)
         size_mb = big.stat().st_size / 1e6
-        anchor = measure("anchor", big, args.runs)
-        ours = measure("ours", big, args.runs)
-        same = anchor["counts"] == ours["counts"]
-        print(f"{args.examples:,} examples ({size_mb:.1f} MB JSONL), median of {args.runs} runs: OpenAI's cookbook notebook "
-              f"{anchor['seconds']:.2f} s, bot.datasets.analyse {ours['seconds']:.2f} s: "
+        runs: dict[str, list[dict]] = {"anchor": [], "ours": []}
+        for number in range(args.runs):  # mirrored order, as this machine's speed drifts
+            for kind in ("anchor", "ours") if number % 2 == 0 else ("ours", "anchor"):
+                runs[kind].append(measure(kind, big))
+        anchor, ours = (sorted(runs[kind], key=lambda run: run["seconds"])[args.runs // 2] for kind in ("anchor", "ours"))
+        same = all(run["counts"] == anchor["counts"] for run in runs["anchor"] + runs["ours"])
+        print(f"{args.examples:,} examples ({size_mb:.1f} MB JSONL), median of {args.runs} runs each: OpenAI's cookbook "
+              f"notebook {anchor['seconds']:.2f} s, bot.datasets.analyse {ours['seconds']:.2f} s: "
               f"{anchor['seconds'] / ours['seconds']:.1f}x faster (goal >= 5x); start-up (tokenizer; workers for ours) "
               f"{anchor['load_seconds']:.2f} s / {ours['load_seconds']:.2f} s, not included")
+        print(f"  CPU time per run (user + system, the bot's process and its workers): notebook {anchor['cpu_seconds']:.2f} s, "
+              f"ours {ours['cpu_seconds']:.2f} s ({anchor['cpu_seconds'] / ours['cpu_seconds']:.1f}x less; the measure "
+              "that other load on the machine does not move)")
         print(f"  same counts: {'yes' if same else 'NO'} {ours['counts']}" + ("" if same else f" vs {anchor['counts']}"))
 
         fifty = scratch / "fifty.jsonl"
@@ -269,7 +291,7 @@ def main() -> None:
               f"in the largest of the 2 worker processes (goal < 200 MB); analysed in {memory['seconds']:.2f} s")
 
         small = scratch / "small.jsonl"
-        make_dataset(small, 2000, seed=3, words_per_turn=80)
+        make_dataset(small, 2000, seed=3, words_per_turn=23)
         typical = measure("ours", small)
         print(f"1 MB file ({small.stat().st_size / 1e6:.2f} MB, 2,000 examples): analysed in {typical['seconds'] * 1000:.0f} ms "
               f"(+ {typical['load_seconds']:.2f} s tokenizer load once per process; goal well under 2 s)")

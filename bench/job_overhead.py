@@ -1,12 +1,12 @@
 """End to end: fine-tuning jobs through the real API, create to succeeded, and where the time outside training goes.
 
-    .venv/bin/python bench/job_overhead.py [--train 200] [--jobs 2]
+    .venv/bin/python bench/job_overhead.py [--train 200] [--jobs 2] [--gap 20]
 
 Starts `tunehouse serve` (with its worker) on a fresh data dir, uploads the same 200 synthetic chat examples
-as bench/training_vs_trl.py with the official SDK, and runs `--jobs` jobs one after another (1 epoch, batch
-8, LoRA): the first right after the server started, the next ones on a worker that has been up a while, as a
-user's usually has. Each job is polled every 0.1 s (status and newest events), and its time is split into
-what the user waits through:
+as bench/training_vs_trl.py with the official SDK, and runs `--jobs` jobs (1 epoch, batch 8, LoRA): the first
+right after the server started, each next one `--gap` seconds after the one before ended, as a user's next
+job comes to a worker that has been idle a while. Each job is polled every 0.1 s (status and newest events),
+and its time is split into what the user waits through:
 
 - queue: create -> running (validating the file, the worker claiming the job);
 - start: running -> the first step begins (the trainer process, imports, model load, tokenization);
@@ -93,13 +93,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=int, default=200)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--gap", type=float, default=20.0, help="seconds between a job's end and the next create")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch, running_server(Path(scratch), worker=True) as base_url:
         client = OpenAI(base_url=base_url, api_key="sk-bench")
         data = "".join(json.dumps(row) + "\n" for row in make_dataset(args.train, seed=1)).encode()
         file_id = client.files.create(file=("train.jsonl", data), purpose="fine-tune").id
         for number in range(args.jobs):
-            label = "first job after the server started" if number == 0 else f"job {number + 1}"
+            if number:
+                time.sleep(args.gap)
+            label = "first job after the server started" if number == 0 else f"job {number + 1}, {args.gap:.0f} s later"
             print(f"{label}: {follow(client, file_id).breakdown()}", flush=True)
 
 

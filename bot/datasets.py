@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from tunehouse.data.costs import (
+    DEFAULT_ENCODING,
     TRAINING_PRICES_AS_OF,
     BaseModel,
     TokenCounter,
@@ -63,7 +64,7 @@ Backend = Literal["openai", "embedded"]
 SHOWN_PLACES = 5
 """How many lines or rows a warning names before it says "..."."""
 WRITE_BATCH = 2000
-"""Converted lines written (and scanned for secrets) together: one regex pass per batch, not per line."""
+"""Examples per tally when the bot's process reads a file itself: one write and one secrets scan per batch."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,7 @@ def analyse(
                 fatal=f"The file is {size / 1e6:,.1f} MB, over the {limits.max_bytes / 1e6:,.0f} MB limit; "
                 "send a smaller sample (a few thousand examples are plenty to start).",
             )
-        reading = open_dataset(source, filename, mapping)
+        reading = open_dataset(source, mapping)
         if reading.needs_mapping:
             return dataclasses.replace(blank, format_label=reading.label, needs_mapping=list(reading.headers))
         return _analyse_examples(reading, blank, out_dir, limits)
@@ -227,32 +228,36 @@ PIECE_BYTES = 2 * 1024 * 1024
 IN_FLIGHT_PER_WORKER = 2
 """Pieces handed out ahead of the merge, per worker: enough to keep them busy, few enough to bound memory."""
 
+WORKER_COUNT = min(2, os.cpu_count() or 1)
+"""Worker processes for large files: the bot's machine has 2 cores, and token counting holds the GIL."""
+
 _workers: ProcessPoolExecutor | None = None
 
 
-def prepare(workers: int | None = None) -> None:
-    """Start the worker processes and load the tokenizer in each and here (~1 s, once): the bot calls this
-    at start-up, so that the first large file is read as fast as the next ones."""
-    pool = _pool(workers)
+def prepare() -> None:
+    """Start the worker processes (each loads the tokenizer as it starts) and load the tokenizer here too:
+    ~1 s once, so the bot calls this at start-up and the first large file is read as fast as the next."""
+    pool = _pool()
     if pool is not None:
-        list(pool.map(_load_tokenizer, ["o200k_base"] * pool._max_workers))
-    _load_tokenizer("o200k_base")
+        for started in [pool.submit(int) for _ in range(WORKER_COUNT)]:
+            started.result()
+    TokenCounter(DEFAULT_ENCODING)
 
 
-def _pool(workers: int | None = None) -> ProcessPoolExecutor | None:
+def _pool() -> ProcessPoolExecutor | None:
     """The worker processes, started from a fork server (never a fork of the bot's threads); None on one core."""
     global _workers
-    count = workers or min(2, os.cpu_count() or 1)
-    if count < 2:
+    if WORKER_COUNT < 2:
         return None
     if _workers is None:
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        _workers = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context(method))
+        _workers = ProcessPoolExecutor(
+            max_workers=WORKER_COUNT,
+            mp_context=multiprocessing.get_context(method),
+            initializer=TokenCounter,
+            initargs=(DEFAULT_ENCODING,),
+        )
     return _workers
-
-
-def _load_tokenizer(encoding: str) -> None:
-    TokenCounter(encoding)
 
 
 @dataclass(frozen=True)
@@ -286,6 +291,7 @@ class _Tally:
     over_context: list[int] = field(default_factory=list)
     leak_count: int = 0
     leaks: list[tuple[int, str]] = field(default_factory=list)
+    no_user_count: int = 0
     no_user: list[int] = field(default_factory=list)
     ignored_keys: Counter = field(default_factory=Counter)
     formula_count: int = 0
@@ -309,12 +315,15 @@ class _Tally:
         self.lengths.append(tokens)
         if tokens > settings.context_limit and len(self.over_context) < SHOWN_PLACES:
             self.over_context.append(position)
+        system = _system_text(messages)
         if self.first_example is None:
-            self.first_example, self.system = messages, _system_text(messages)
-        elif self.system_shared and _system_text(messages) != self.system:
+            self.first_example, self.system = messages, system
+        elif system != self.system:
             self.system_shared = False
-        if len(self.no_user) < SHOWN_PLACES and not any(message.get("role") == "user" for message in messages):
-            self.no_user.append(position)
+        if "user" not in [message.get("role") for message in messages]:
+            self.no_user_count += 1
+            if len(self.no_user) < SHOWN_PLACES:
+                self.no_user.append(position)
         if example.formula_columns:
             self.formula_count += len(example.formula_columns)
             self.formulas += [(position, name) for name in example.formula_columns][: SHOWN_PLACES - len(self.formulas)]
@@ -404,6 +413,7 @@ class _Merge:
         total.lengths.extend(tally.lengths)
         total.leak_count += tally.leak_count
         total.formula_count += tally.formula_count
+        total.no_user_count += tally.no_user_count
         total.ignored_keys.update(tally.ignored_keys)
         for kept, more in (
             (total.over_context, tally.over_context),
@@ -482,8 +492,8 @@ class _Merge:
                 f"Likely secrets in {total.leak_count} example{'s' if total.leak_count != 1 else ''} ({found}{more}): "
                 "a fine-tuned model can repeat what it was trained on; remove them before training."
             )
-        if total.no_user:
-            warnings.append(f"Examples without a user message: {_places(unit, total.no_user, len(total.no_user))}.")
+        if total.no_user_count:
+            warnings.append(f"Examples without a user message: {_places(unit, total.no_user, total.no_user_count)}.")
         if total.ignored_keys:
             keys = ", ".join(f"`{key}` ({n} {unit}{'s' if n != 1 else ''})" for key, n in total.ignored_keys.most_common(5))
             warnings.append(f"Left out of the converted file, as OpenAI's format has no such keys: {keys}.")
@@ -550,7 +560,7 @@ def _pieces(reading: DatasetReading) -> list[tuple[int, int, int]]:
 def _tally_in_workers(reading: DatasetReading, pieces: list, settings: _Settings, merge: _Merge) -> None:
     """Hand the pieces out, a few ahead of the merge, and absorb the results in file order."""
     pool = _pool()
-    ahead = IN_FLIGHT_PER_WORKER * pool._max_workers
+    ahead = IN_FLIGHT_PER_WORKER * WORKER_COUNT
     pending: deque = deque()
     try:
         for piece in pieces:

@@ -84,6 +84,16 @@ class _EventJob:
 
 
 @dataclass
+class _Outcome:
+    """How an HTTP delivery went: `reason` is Slack's X-Slack-Retry-Reason for the retry."""
+
+    ok: bool
+    reason: str = ""
+    retry: bool = True
+    payload: Any = None
+
+
+@dataclass
 class _Waiting:
     delivery: Delivery
     job: _EventJob | None = None
@@ -282,13 +292,6 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ HTTP plumbing
 
-    @dataclass
-    class _Outcome:
-        ok: bool
-        reason: str = ""
-        retry: bool = True
-        payload: Any = None
-
     def signed_headers(self, body: bytes, content_type: str) -> dict[str, str]:
         timestamp = str(int(time.time()))
         base = b"v0:" + timestamp.encode() + b":" + body
@@ -304,24 +307,24 @@ class Dispatcher:
                                               timeout=self.settings.ack_timeout)
         except httpx.TimeoutException:
             delivery.status = "timeout"
-            return self._Outcome(False, "http_timeout")
+            return _Outcome(False, "http_timeout")
         except httpx.TooManyRedirects:
             delivery.status = "failed"
-            return self._Outcome(False, "too_many_redirects")
+            return _Outcome(False, "too_many_redirects")
         except httpx.ConnectError:
             delivery.status = "failed"
-            return self._Outcome(False, "connection_failed")
+            return _Outcome(False, "connection_failed")
         except httpx.HTTPError:
             delivery.status = "failed"
-            return self._Outcome(False, "unknown_error")
+            return _Outcome(False, "unknown_error")
         delivery.http_status = response.status_code
         if not response.is_success:
             delivery.status = "failed"
-            return self._Outcome(False, "http_error", retry=response.headers.get("x-slack-no-retry") != "1")
+            return _Outcome(False, "http_error", retry=response.headers.get("x-slack-no-retry") != "1")
         delivery.acked_at = time.time()
         delivery.status = "acked"
         delivery.ack_payload = _answer(response)
-        return self._Outcome(True, payload=delivery.ack_payload)
+        return _Outcome(True, payload=delivery.ack_payload)
 
     async def verify_url(self) -> bool:
         """Slack's `url_verification` handshake: the app must answer with the challenge."""

@@ -518,6 +518,23 @@ def conversations_info(api: WebAPI, args: Args) -> dict:
     return {"channel": shown}
 
 
+@method("conversations.open", 3, scope="im:write")
+def conversations_open(api: WebAPI, args: Args) -> dict:
+    """The bot's DM with one person (a group DM of several is not supported here: `not_implemented`)."""
+    users = [u for u in (args.get("users") or "").split(",") if u]
+    if args.get("channel"):
+        return {"channel": {"id": api.visible_channel(args.get("channel"))["id"]}}
+    if not users:
+        raise SlackError("users_list_not_supplied")
+    if len(users) > 1:
+        raise SlackError("not_implemented")
+    with api.ws.lock:
+        if users[0] not in api.ws.users:
+            raise SlackError("user_not_found")
+        channel = api.ws.open_im(users[0])
+    return {"no_op": True, "already_open": True, "channel": {"id": channel["id"]}}
+
+
 @method("conversations.history", 3)
 def conversations_history(api: WebAPI, args: Args) -> dict:
     channel = api.visible_channel(args.get("channel"))

@@ -37,7 +37,7 @@ def jsonl(*records: dict) -> str:
 
 
 def read_all(path: Path, mapping: ColumnMapping | None = None) -> tuple[formats.DatasetReading, list]:
-    reading = open_dataset(path, path.name, mapping)
+    reading = open_dataset(path, mapping)
     return reading, list(reading.examples())
 
 
@@ -152,13 +152,13 @@ def test_a_table_without_a_known_pair_needs_mapping(tmp_path):
     assert examples[0].record["messages"] == [
         {"role": "system", "content": "2024-01-01"}, {"role": "user", "content": "Oslo"}, {"role": "assistant", "content": "3.5"},
     ]
-    assert "City" in reading.label and "Price" in reading.label
+    assert reading.label == "CSV · mapped columns (City → user, Price → assistant, Date → system)"
 
 
 def test_a_mapping_to_a_missing_column_says_which_columns_exist(tmp_path):
     path = write(tmp_path, "sales.csv", "Date,Price\n2024-01-01,3.5\n")
     with pytest.raises(UnreadableFile, match="No column named 'Total'.*Date, Price"):
-        open_dataset(path, "sales.csv", ColumnMapping(prompt="Date", completion="Total"))
+        open_dataset(path, ColumnMapping(prompt="Date", completion="Total"))
 
 
 # --- problems, with their place ---------------------------------------------------------------------------
@@ -247,6 +247,7 @@ REFUSED = [
     ("header-blank.csv", "question,answer\n,\n\n", "no rows under the header"),
     ("broken.json", '[{"prompt": "a", "completion": "b"},\n {"prompt": }]', "breaks at line 2, column 13"),
     ("empty-array.json", "[]", None),
+    ("latin1.json", b'[{"prompt": "caf\xe9", "completion": "x"}]', r"not UTF-8 text \(byte 0xe9 at byte 17 of the file\)"),
 ]
 
 

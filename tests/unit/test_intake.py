@@ -363,3 +363,24 @@ def test_the_error_report_says_how_many_errors_it_does_not_list(tmp_path):
 def test_a_report_survives_a_round_trip_through_json(tmp_path):
     report = run(tmp_path, "d.jsonl", jsonl(*TWELVE) + "oops\n")
     assert IntakeReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
+
+
+# --- large files: pieces read by worker processes, merged in order ---------------------------------------
+
+
+def test_worker_processes_give_the_same_report_as_one_pass(tmp_path, monkeypatch):
+    records = []
+    for n in range(600):
+        records.append(chat(f"Q{n % 450}", f"A{n % 450}", system="S" if n != 7 else "other"))
+    records[100] = {"prompt": "mixed", "completion": "in"}
+    records[333] = {"messages": [{"role": "user", "content": "no answer"}]}
+    records[500] = chat("my key sk-abcdefghij0123456789ABCDEF", "ok")
+    content = jsonl(*records[:250]) + "oops\n" + jsonl(*records[250:])
+    one_pass = run(tmp_path, "d.jsonl", content)
+    monkeypatch.setattr(datasets, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(datasets, "PIECE_BYTES", 1000)
+    in_workers = run(tmp_path, "d.jsonl", content)
+    assert datasets._workers is not None
+    assert in_workers == one_pass
+    assert one_pass.duplicates == 147 and one_pass.examples_with_secrets == 1 and one_pass.error_count == 3
+    assert [issue.where for issue in one_pass.errors] == ["line 101", "line 251", "line 335"]

@@ -67,7 +67,9 @@ ALIASES = {
     "gpt-4.1-nano": "gpt-4.1-nano-2025-04-14",
     "gpt-3.5-turbo": "gpt-3.5-turbo-0125",
 }
-UNKNOWN_MODEL = BaseModel("o200k_base", 65_536, None)
+DEFAULT_ENCODING = "o200k_base"
+"""The gpt-4o and gpt-4.1 families' tokenizer."""
+UNKNOWN_MODEL = BaseModel(DEFAULT_ENCODING, 65_536, None)
 """Any other name (the embedded backend's own models): today's encoding and context, no price."""
 
 
@@ -135,7 +137,7 @@ class TokenCounter:
     """Counts an example's tokens as the cookbook does, extended to what the cookbook cannot count: text
     parts are counted as their text, tool calls and tool definitions as their JSON, `weight` not at all."""
 
-    def __init__(self, encoding: str = "o200k_base"):
+    def __init__(self, encoding: str = DEFAULT_ENCODING):
         self.encoding = encoding
         self._count = _tokenizer(encoding).count
         self._repeated: dict[str, int] = {}
@@ -155,17 +157,18 @@ class TokenCounter:
     def example(self, record: dict) -> int:
         """Tokens of one chat example `{"messages": [...], "tools"?: [...]}` that passed the checks."""
         total = REPLY_PRIMING_TOKENS
+        count, repeated = self._count, self._repeated
         for message in record["messages"]:
             content = message.get("content")
             if len(message) == 2 and type(content) is str:  # {"role", "content"}: most messages
                 role = message["role"]
-                total += TOKENS_PER_MESSAGE + self._short(role)
-                total += self._short(content) if role == "system" else self._count(content)
+                total += TOKENS_PER_MESSAGE + (repeated.get(role) or self._short(role))
+                total += self._short(content) if role == "system" else count(content)
             else:
                 total += self._message(message)
         for key in ("tools", "functions"):
             if record.get(key):
-                total += self._count(_compact_json(record[key]))
+                total += count(_compact_json(record[key]))
         return total
 
     def _message(self, message: dict) -> int:

@@ -7,7 +7,7 @@ where it came from: line N of a JSONL, item N of a JSON array, row N of a table 
 (header = row 1), and is checked by the same functions the API uses (validate.py). Texts are kept exactly as
 written: nothing is stripped, and a cell starting with `=` is text, never evaluated.
 
-    reading = open_dataset(path, "data.csv")        # raises UnreadableFile for a whole-file problem
+    reading = open_dataset(path)                    # raises UnreadableFile for a whole-file problem
     if reading.needs_mapping: ...                   # a table without a known pair: reading.headers
     for example in reading.examples(): ...          # SourceExample, in file order; may raise UnreadableFile
 """
@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .jsonl import MAX_LINE_BYTES, UTF8_BOM, JsonLine, Problem, iter_json_lines
+from .jsonl import MAX_LINE_BYTES, UTF8_BOM, Problem, iter_json_lines
 from .validate import (
     ALPACA,
     CHAT,
@@ -170,6 +170,7 @@ TABLE_PAIRS = [
     ("input/output", ("input",), ("output",)),
     ("user/assistant", ("user",), ("assistant",)),
 ]
+MAPPED = "mapped columns"
 TABLE_NEEDS = (
     "a header row naming a pair of columns: prompt/completion, question/answer, input/output, "
     "instruction (+ input)/output or response, or user/assistant, with an optional system column"
@@ -215,16 +216,20 @@ class DatasetReading:
 
     @property
     def format(self) -> str | None:
-        """The record format found so far (JSONL and JSON arrays), or the table's."""
-        if self.checker is not None:
-            return self.checker.format
-        return None
+        """The record format of a JSONL or JSON array, as far as it has been read (tables have none)."""
+        return self.checker.format if self.checker is not None else None
 
     @property
     def label(self) -> str:
-        """`JSONL · chat messages`, `CSV · question/answer (columns Question, Answer)`."""
-        if self.columns is not None:
-            return f"{self.kind} · {self.columns.pair} (columns {', '.join(self.columns.names)})"
+        """`JSONL · chat messages`, `CSV · question/answer (columns Question, Answer)`,
+        `CSV · mapped columns (City → user, Price → assistant)`."""
+        columns = self.columns
+        if columns is not None and columns.pair == MAPPED:
+            roles = [(columns.user, "user"), (columns.assistant, "assistant"), (columns.system, "system")]
+            mapped = ", ".join(f"{columns.headers[index]} → {role}" for index, role in roles if index is not None)
+            return f"{self.kind} · {MAPPED} ({mapped})"
+        if columns is not None:
+            return f"{self.kind} · {columns.pair} (columns {', '.join(columns.names)})"
         if self.needs_mapping:
             return f"{self.kind} · columns to map"
         return f"{self.kind} · {FORMAT_LABELS.get(self.format or '', 'no examples')}"
@@ -247,9 +252,9 @@ class DatasetReading:
         return _table_examples(rows, self.columns)
 
 
-def open_dataset(path: Path, filename: str = "", mapping: ColumnMapping | None = None) -> DatasetReading:
-    """Judge what `path` holds and get ready to read it; `filename` (the name the person gave it) only makes
-    messages clearer. Raises UnreadableFile for a file that cannot be a dataset, with the reason."""
+def open_dataset(path: Path, mapping: ColumnMapping | None = None) -> DatasetReading:
+    """Judge what `path` holds (by content: its name is not trusted) and get ready to read it; `mapping`
+    names a table's columns. Raises UnreadableFile for a file that cannot be a dataset, with the reason."""
     kind = sniff_kind(path)
     if kind in (JSONL, JSON_ARRAY):
         unit = "line" if kind == JSONL else "item"
@@ -520,7 +525,7 @@ def _mapped_columns(headers: list[str], mapping: ColumnMapping) -> _TableColumns
             f"{', '.join(name for name in headers if name.strip())}."
         )
     columns = _TableColumns(
-        "mapped columns",
+        MAPPED,
         index[mapping.prompt.strip().lower()],
         index[mapping.completion.strip().lower()],
         system=index[mapping.system.strip().lower()] if mapping.system else None,

@@ -1,0 +1,135 @@
+"""Fine-tuning from the report's button to the end, followed live in the thread: real jobs on the embedded
+backend's default model, through the real bot process and the local Slack.
+
+Jobs are kept short (a few dozen steps, chosen in the Options modal) except the plain button's, which
+trains with every hyperparameter on `auto` as a user's first click does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from .conftest import BotProcess
+from .test_datasets_e2e import CHANNEL, buttons, chat, everything_said, jsonl, reports, share, wait_report
+
+JOB_TIMEOUT_S = 420
+NUMBERS = [chat(f"Say {i}.", f"{i}", "Answer with the number only.") for i in range(10)]
+
+
+def start_with_options(local_slack, report: dict, **fields: str) -> None:
+    local_slack.click(CHANNEL, report["ts"], "dataset_options", "alice")
+    modal = local_slack.wait_for(lambda: local_slack.views("alice"), 15)[-1]
+    values = {name: {"value": {"type": "plain_text_input", "value": value}} for name, value in fields.items()}
+    answer = local_slack.submit_view(modal["id"], "alice", values)
+    assert answer.get("response_action") != "errors", answer
+
+
+def thread_text(local_slack, ts: str) -> list[str]:
+    return [everything_said(m) for m in reports(local_slack, ts)]
+
+
+def ended(local_slack, ts: str) -> list[dict]:
+    """The broadcast replies: the job's one final message (it is also shown in the channel)."""
+    return [m for m in reports(local_slack, ts) if m.get("subtype") == "thread_broadcast" or m.get("reply_broadcast")]
+
+
+def test_the_button_trains_a_model_and_the_thread_follows_it(local_slack, bot):
+    ts = share(local_slack, "numbers.jsonl", jsonl(NUMBERS))
+    report = wait_report(local_slack, ts)
+    local_slack.click(CHANNEL, report["ts"], "dataset_finetune", "alice")
+    local_slack.click(CHANNEL, report["ts"], "dataset_finetune", "alice")  # an impatient second click
+    status = local_slack.wait_for(lambda: next((m for m in reports(local_slack, ts) if m["ts"] != report["ts"]), None), 10)
+    end = local_slack.wait_for(lambda: ended(local_slack, ts), JOB_TIMEOUT_S)
+    time.sleep(4)
+    texts = thread_text(local_slack, ts)
+    assert len(ended(local_slack, ts)) == 1, "exactly one final message"
+    final = everything_said(end[0])
+    assert "ft:" in final and f"<@{local_slack.user_id('alice')}>" in final
+    assert any("Training started" in t for t in texts)
+    updated = local_slack.message(CHANNEL, status["ts"])
+    assert "Succeeded" in everything_said(updated) and "100%" in everything_said(updated)
+    charts = [f for m in local_slack.messages(CHANNEL, thread_ts=ts) for f in m.get("files", []) if f["name"].endswith(".png")]
+    assert len(charts) == 1
+    png = local_slack.file(charts[0]["id"])["content"]
+    assert png.startswith(b"\x89PNG")
+    jobs_started = [m for m in reports(local_slack, ts) if "Uploading" in m.get("text", "") or "`ftjob-" in everything_said(m)]
+    assert len({m["ts"] for m in jobs_started}) == 1, "one job however many clicks"
+    dm = local_slack.messages(local_slack.dm("alice"))
+    assert any("ft:" in m.get("text", "") for m in dm), "the starter hears of the end directly"
+
+
+def test_cancel_stops_the_job_for_its_starter_only(local_slack, bot):
+    ts = share(local_slack, "cancel-me.jsonl", jsonl([chat(f"Spell {i}.", "x" * 40) for i in range(30)]))
+    report = wait_report(local_slack, ts)
+    start_with_options(local_slack, report, n_epochs="3")
+    status = local_slack.wait_for(
+        lambda: next((m for m in reports(local_slack, ts) if "job_cancel" in buttons(m)), None), 60
+    )
+    local_slack.click(CHANNEL, status["ts"], "job_cancel", "bob")
+    refused = local_slack.wait_for(lambda: [e for e in local_slack.ephemerals(CHANNEL, "bob") if "Only" in e.get("text", "")], 15)
+    assert refused
+    local_slack.click(CHANNEL, status["ts"], "job_cancel", "alice")
+    end = local_slack.wait_for(lambda: ended(local_slack, ts), 120)
+    assert "cancel" in everything_said(end[0]).lower()
+    time.sleep(4)
+    assert "Cancelled" in everything_said(local_slack.message(CHANNEL, status["ts"]))
+    assert "job_cancel" not in buttons(local_slack.message(CHANNEL, status["ts"]))
+
+
+def test_a_job_that_fails_says_why_and_what_to_do(local_slack, tmp_path):
+    marker = tmp_path / "held.pid"
+    crashing = BotProcess(
+        local_slack, tmp_path / "data",
+        extra_env={"TUNEHOUSE_FAULT_HOLD": "checkpoint.record", "TUNEHOUSE_FAULT_FILE": str(marker)},
+    ).start()
+    try:
+        ts = share(local_slack, "crash.jsonl", jsonl(NUMBERS))
+        report = wait_report(local_slack, ts)
+        start_with_options(local_slack, report, n_epochs="1")
+        deadline = time.monotonic() + JOB_TIMEOUT_S
+        while not marker.exists():
+            assert time.monotonic() < deadline, "the training process never reached its first checkpoint"
+            time.sleep(0.2)
+        os.kill(int(marker.read_text()), signal.SIGKILL)  # the training process dies, as out of memory would
+        end = local_slack.wait_for(lambda: ended(local_slack, ts), 120)
+        said = everything_said(end[0])
+        assert "exited unexpectedly" in said and "dataset_finetune_again" in buttons(end[0])
+    finally:
+        crashing.stop()
+
+
+def test_a_bot_killed_mid_job_resumes_its_thread_and_ends_it_once(local_slack, tmp_path):
+    data = tmp_path / "data"
+    first = BotProcess(local_slack, data).start()
+    ts = share(local_slack, "restart.jsonl", jsonl([chat(f"Echo {i} twice.", f"{i} {i}") for i in range(24)]))
+    report = wait_report(local_slack, ts)
+    start_with_options(local_slack, report, n_epochs="2")
+    local_slack.wait_for(lambda: any("Training started" in t for t in thread_text(local_slack, ts)), JOB_TIMEOUT_S)
+    first.kill()
+    posted_before = len(reports(local_slack, ts))
+    second = BotProcess(local_slack, data).start()
+    try:
+        local_slack.wait_for(lambda: ended(local_slack, ts), JOB_TIMEOUT_S)
+        time.sleep(5)
+        texts = thread_text(local_slack, ts)
+        assert len(ended(local_slack, ts)) == 1
+        assert sum("Training started" in t for t in texts) == 1, "a milestone is never posted twice"
+        assert len(texts) >= posted_before
+        assert "Succeeded" in " ".join(texts)
+    finally:
+        second.stop()
+
+
+def test_finetune_commands(local_slack, bot):
+    handle = local_slack.slash_command(CHANNEL, "alice", "/finetune", "list")
+    handle.ack()
+    replies = local_slack.wait_for(lambda: [e for e in local_slack.ephemerals(CHANNEL, "alice") if "Datasets in this channel" in e.get("text", "")], 15)
+    assert "numbers.jsonl" in replies[-1]["text"]
+    local_slack.slash_command(CHANNEL, "alice", "/finetune", "status").ack()
+    local_slack.wait_for(lambda: [e for e in local_slack.ephemerals(CHANNEL, "alice") if "Jobs in this channel" in e.get("text", "")], 15)
+    local_slack.slash_command(CHANNEL, "alice", "/finetune", "models").ack()
+    models = local_slack.wait_for(lambda: [e for e in local_slack.ephemerals(CHANNEL, "alice") if "Models fine-tuned" in e.get("text", "")], 15)
+    assert "ft:" in models[-1]["text"]
+    local_slack.slash_command(CHANNEL, "alice", "/finetune", "frobnicate").ack()
+    local_slack.wait_for(lambda: [e for e in local_slack.ephemerals(CHANNEL, "alice") if "frobnicate" in e.get("text", "")], 15)
