@@ -26,6 +26,7 @@ RUNS = [
     ("Serving (HTTP API vs transformers.generate)", ["bench/serving.py"]),
     ("Serving: the decoder alone, each way of running the products", ["bench/decoder.py"]),
     ("Dataset intake: the Slack bot's analysis against OpenAI's data-preparation notebook", ["bench/dataset_intake.py"]),
+    ("The Slack bot against the local Slack: report, acknowledgements, a job followed live", ["bench/slack_bot.py"]),
 ]
 # the precision to set for many concurrent streams: bf16 where the CPU computes it natively, else fp32
 RUNS.append(("Serving with bf16 products throughout", ["bench/serving.py", "--precision", "bf16"]) if native_bf16()

@@ -279,8 +279,8 @@ def main() -> None:
               f"{anchor['seconds'] / ours['seconds']:.1f}x faster (goal >= 5x); start-up (tokenizer; workers for ours) "
               f"{anchor['load_seconds']:.2f} s / {ours['load_seconds']:.2f} s, not included")
         print(f"  CPU time per run (user + system, the bot's process and its workers): notebook {anchor['cpu_seconds']:.2f} s, "
-              f"ours {ours['cpu_seconds']:.2f} s ({anchor['cpu_seconds'] / ours['cpu_seconds']:.1f}x less; the measure "
-              "that other load on the machine does not move)")
+              f"ours {ours['cpu_seconds']:.2f} s ({anchor['cpu_seconds'] / ours['cpu_seconds']:.1f}x less; moved less "
+              "than wall time by other load on the machine)")
         print(f"  same counts: {'yes' if same else 'NO'} {ours['counts']}" + ("" if same else f" vs {anchor['counts']}"))
 
         fifty = scratch / "fifty.jsonl"

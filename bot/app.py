@@ -27,6 +27,7 @@ import handlers
 from storage import Storage
 
 from .backend import Backend, connect_backend
+from .datasets import prepare as prepare_datasets
 from .job_threads import JobPoller
 from .settings import BotSettings
 
@@ -71,6 +72,7 @@ def build_app(services: Services, *, verify_token: bool = True) -> App:
 
 def run(settings: BotSettings, *, http: bool = False, host: str = "127.0.0.1", port: int = 3000) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_datasets()
     storage = Storage(settings.data_dir / "bot.db")
     backend = connect_backend(settings)
     services = Services(settings=settings, storage=storage, backend=backend)

@@ -134,8 +134,8 @@ class JobPoller:
                     self._poll(row)
             for key in self._coalescer.due(time.time()):
                 row = self.services.storage.job(key)
-                if row:
-                    self._show_status(row)
+                if row and not row.get("finished_at"):
+                    self._poll(row)  # a fresh look first: the update shows the job as it is now
             self._wake.wait(self._sleep_time())
             self._wake.clear()
 

@@ -19,8 +19,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=os.environ.get("TUNEHOUSE_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # slack_sdk logs each request's URL at DEBUG, and httpx each request at INFO: quiet both.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # httpx logs every request at INFO (the openai SDK's copy of it as "httpx2"): the poller would fill the log.
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     settings = BotSettings()
     if not settings.slack_bot_token:
         sys.exit("SLACK_BOT_TOKEN is not set: see docs/slack.md (or `make run` for the local workspace).")

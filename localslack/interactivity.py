@@ -427,16 +427,20 @@ class Interactions:
 
     @staticmethod
     def _state_values(view: dict, given: dict) -> dict:
-        """Every input's state, as Slack reports it (empty inputs included), overlaid with `given`;
-        a plain string stands for a text value or a select's option value."""
+        """Every input's state, as Slack reports it (empty inputs included, and inputs showing their
+        `initial_value` / `initial_option` as the person left them), overlaid with `given`; a plain string
+        stands for a text value or a select's option value."""
         values: dict[str, dict] = {}
         for block in view.get("blocks", []):
             element = block.get("element") if block.get("type") == "input" else None
             if not isinstance(element, dict):
                 continue
             kind = element.get("type")
-            empty = {"type": kind, "selected_option": None} if "select" in kind else {"type": kind, "value": None}
-            values.setdefault(block["block_id"], {})[element.get("action_id")] = empty
+            if "select" in kind:
+                untouched = {"type": kind, "selected_option": element.get("initial_option")}
+            else:
+                untouched = {"type": kind, "value": element.get("initial_value")}
+            values.setdefault(block["block_id"], {})[element.get("action_id")] = untouched
         for block_id, actions in given.items():
             for action_id, state in actions.items():
                 known = values.get(block_id, {}).get(action_id, {"type": "plain_text_input"})

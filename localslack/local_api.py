@@ -47,9 +47,13 @@ def router(slack: LocalSlack) -> APIRouter:
     def workspace() -> dict:
         with ws.lock:
             channels = [{k: v for k, v in c.items()} for c in ws.channels.values()]
+            manifest = slack.settings.manifest
+            commands = manifest.raw.get("features", {}).get("slash_commands", []) if manifest.raw else []
             return ws.copy({"team": ws.team, "app": ws.app, "users": list(ws.users.values()), "channels": channels,
                             "socket_connections": slack.hub.connected, "mode": "http" if slack.settings.events_url
-                            else "socket"})
+                            else "socket", "commands": commands,
+                            "home_tab": manifest.raw.get("features", {}).get("app_home", {}).get(
+                                "home_tab_enabled", True) if manifest.raw else True})
 
     @routes.post("/users")
     def add_user(name: str = Body(...), real_name: str | None = Body(None)) -> dict:

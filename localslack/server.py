@@ -22,7 +22,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 
-from . import files, local_api
+from . import files, local_api, web
 from .config import Settings
 from .errors import SlackError
 from .events import Delivery, Dispatcher
@@ -86,6 +86,7 @@ class LocalSlack:
         app.include_router(self.webapi.router())
         app.include_router(files.router(self.workspace, self.settings))
         app.include_router(local_api.router(self))
+        app.include_router(web.router(self))
 
         @app.post("/commands/{team}/{number}/{secret}")
         @app.post("/actions/{team}/{number}/{secret}")
@@ -105,7 +106,8 @@ class LocalSlack:
         ws_sock = _bind(self.host, self.socket_port)
         self.port, self.socket_port = http_sock.getsockname()[1], ws_sock.getsockname()[1]
         self.settings.base_url = f"http://{self.host}:{self.port}"
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False)
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False,
+                                timeout_graceful_shutdown=3)
         self._server = uvicorn.Server(config)
 
         async def serve() -> None:
@@ -138,6 +140,11 @@ class LocalSlack:
         if self._thread is not None:
             self._thread.join(10)
         self._thread = None
+
+    @property
+    def stopping(self) -> bool:
+        """True once `stop()` was asked: long-lived responses (the page's live feed) end themselves."""
+        return self._server is not None and self._server.should_exit
 
     def __enter__(self) -> LocalSlack:
         return self.start()
@@ -324,6 +331,11 @@ class LocalSlack:
         ws = self.workspace
         with ws.lock:
             return {**files.file_object(ws, self.settings, file_id), "content": ws.file_bytes(file_id)}
+
+    @property
+    def api_calls(self) -> list[tuple[float, str]]:
+        """(time, method) of every Web API call the app made, oldest first."""
+        return list(self.webapi.calls)
 
     @property
     def deliveries(self) -> list[Delivery]:

@@ -109,6 +109,12 @@ class Workspace:
             self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
 
+    @property
+    def seq(self) -> int:
+        """The number of the latest change record (0 before any, and again after a restart)."""
+        with self.lock:
+            return self._seq
+
     def changes(self, after: int = 0) -> list[Change]:
         with self.lock:
             return [c for c in self._changes if c["seq"] > after]

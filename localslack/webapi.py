@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -106,6 +108,8 @@ class WebAPI:
         self.interactions = interactions
         self.limiter = limiter
         self.faults = faults
+        self.calls: deque[tuple[float, str]] = deque(maxlen=100_000)
+        """(time, method) of every call received: what a workspace's access log would show."""
 
     # ------------------------------------------------------------------ the HTTP entry point
 
@@ -126,6 +130,7 @@ class WebAPI:
 
     async def call(self, name: str, token: str | None, values: dict[str, Any]) -> tuple[int, dict, dict]:
         """(HTTP status, body, headers) for one Web API call."""
+        self.calls.append((time.time(), name))
         headers = {"x-oauth-scopes": ",".join(self.settings.manifest.scopes)}
         spec = METHODS.get(name)
         if spec is None:

@@ -1,7 +1,7 @@
 """Shared fixtures: the real default model's tokenizer, and real servers on loopback ports.
 
-The default model is converted once into `.cache/models` at the repository root and reused by every test
-run (and by `make run` users who point TUNEHOUSE_MODEL_CACHE_DIR there).
+The default model comes from the same per-user cache as `make run`'s (`make install` converts it there;
+TUNEHOUSE_MODEL_CACHE_DIR picks another), so a test run never converts it again.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tunehouse.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
-MODEL_CACHE = Path(os.environ.get("TUNEHOUSE_MODEL_CACHE_DIR", ROOT / ".cache" / "models"))
+MODEL_CACHE = Settings().resolved_model_cache_dir
 SHARED_REFERENCE = ROOT.parent / "shared" / "reference"
 
 

@@ -224,10 +224,13 @@ def test_sigkill_everything_after_a_checkpoint_then_restart_resumes(server_facto
     job = client.fine_tuning.jobs.create(training_file=file_id, model="tiny",
                                          hyperparameters={"n_epochs": 6, "batch_size": 1})
     first = wait_for_checkpoint(client, job.id)[0].step_number
+    from .test_crash_restart import _state, descendants  # not at the top: that module imports this one
+
+    processes = descendants(server.process.pid)  # the server, its worker and the job's trainer
+    assert len(processes) >= 3
     server.stop(kill=True)  # the worker and the trainer die with it (parent-death signal)
     time.sleep(1)
-    children = subprocess.run(["pgrep", "-f", f"tunehouse.jobs.runner {job.id}"], capture_output=True, text=True)
-    assert children.stdout.strip() == ""
+    assert [pid for pid in processes if _state(pid) != "Z"] == []
 
     restarted = server_factory(data_dir=server.data_dir)
     client = restarted.client()

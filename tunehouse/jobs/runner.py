@@ -272,7 +272,10 @@ def main(argv: list[str]) -> int:
     settings = Settings()
     preloaded = None
     if argv[0] == NEXT_JOB:
-        preloaded = preload(settings)
+        try:
+            preloaded = preload(settings)
+        except Exception:  # the job loads what it needs itself, and fails with the reason if that fails too
+            log.warning("could not prepare for the next job:\n%s", traceback.format_exc())
         job_id = sys.stdin.readline().strip()
         if not job_id:  # the worker stopped before it had a job for this process
             return 0

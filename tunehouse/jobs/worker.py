@@ -9,8 +9,8 @@ jobs whose worker died (same machine and process gone, or no heartbeat for two m
 their last checkpoint.
 
 Each job trains in a process of its own, started ahead: while the worker is idle, the next job's runner
-imports the training libraries and waits to be told which job it has (runner.py `--next-job`), so a job
-starts training ~5 s sooner than from a cold process.
+imports the training libraries, loads the default model and waits to be told which job it has (runner.py
+`--next-job`), so a job starts training seconds sooner than from a cold process.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class Worker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
         self.job_queued = threading.Event()
-        """Set by the validating thread when it queues a job, so the training loop claims it without a poll's wait."""
+        """Set by the validating thread when it queues a job: the training loop claims it without waiting a poll."""
         self.next_runner: subprocess.Popen | None = None
         """A runner process started ahead, its imports done or under way, waiting on stdin for a job id."""
         self._last_recover = 0.0
