@@ -27,11 +27,14 @@ model: $(STAMP)
 # Installed where this user can (root with apt-get); elsewhere those tests skip, with a note here.
 browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null; } \
 	  || echo "note: Debian's chromium is not installed, so the browser tests will skip (apt-get install chromium)"
 
+# Slack's tokens set (environment or .env): the bot against Slack. Otherwise the local workspace on
+# http://127.0.0.1:$(PORT) with the bot and its embedded backend (`tunehouse serve` runs the backend alone).
+PORT ?= 8000
 run: install
-	$(BIN)/tunehouse serve --host 127.0.0.1 --port 8000
+	$(BIN)/python -m localslack.launch --port $(PORT)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

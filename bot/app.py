@@ -15,6 +15,7 @@ import signal
 import threading
 from dataclasses import dataclass
 
+from fastapi import FastAPI, Request
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
@@ -105,7 +106,6 @@ def _run_socket_mode(app: App, settings: BotSettings) -> None:
 
 def _run_http(app: App, settings: BotSettings, host: str, port: int) -> None:
     import uvicorn
-    from fastapi import FastAPI, Request
     from slack_bolt.adapter.fastapi import SlackRequestHandler
 
     if not settings.slack_signing_secret:

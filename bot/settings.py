@@ -61,6 +61,14 @@ class BotSettings(BaseSettings):
     )
     """Shared files larger than this are refused before they are downloaded."""
 
+    @field_validator(
+        "slack_bot_token", "slack_app_token", "slack_signing_secret", "openai_api_key", "openai_base_url", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value):
+        """`SLACK_APP_TOKEN=` in a .env file means no app token (HTTP mode), not an empty one."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("admin_users", "allowed_channels", mode="before")
     @classmethod
     def _comma_separated(cls, value):

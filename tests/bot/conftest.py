@@ -30,6 +30,7 @@ class BotProcess:
     slack: object
     data_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
 
     @property
@@ -57,7 +58,7 @@ class BotProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot"], cwd=self.data_dir, env=self.env(),
+            [sys.executable, "-m", "bot", *self.args], cwd=self.data_dir, env=self.env(),
             stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + READY_TIMEOUT_S
