@@ -27,6 +27,7 @@ RUNS = [
     ("Serving: the decoder alone, each way of running the products", ["bench/decoder.py"]),
     ("Dataset intake: the Slack bot's analysis against OpenAI's data-preparation notebook", ["bench/dataset_intake.py"]),
     ("The Slack bot against the local Slack: report, acknowledgements, a job followed live", ["bench/slack_bot.py"]),
+    ("Talking to a model in Slack: first text after a mention, answer speed against the backend's", ["bench/slack_chat.py"]),
 ]
 # the precision to set for many concurrent streams: bf16 where the CPU computes it natively, else fp32
 RUNS.append(("Serving with bf16 products throughout", ["bench/serving.py", "--precision", "bf16"]) if native_bf16()

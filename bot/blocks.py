@@ -319,6 +319,8 @@ CANCEL_ACTION = "job_cancel"
 PAUSE_ACTION = "job_pause"
 RESUME_ACTION = "job_resume"
 FINETUNE_AGAIN_ACTION = "dataset_finetune_again"
+CHAT_WITH_MODEL_ACTION = "model_chat"
+COMPARE_WITH_BASE_ACTION = "model_compare"
 ACTIVE_STATUSES = ("uploading", "validating_files", "queued", "running", "paused")
 
 
@@ -380,6 +382,14 @@ def job_end(job: dict, text: str, fields: dict[str, str], *, succeeded: bool, of
     message = milestone(text, fields)
     message["blocks"][0] = section(lead + escape(text))
     message["text"] = lead + message["text"]
+    if succeeded and job.get("fine_tuned_model"):
+        model = job["fine_tuned_model"][:2000]
+        message["blocks"].append(
+            {"type": "actions", "block_id": "job_end_actions", "elements": [
+                button("Chat with it", CHAT_WITH_MODEL_ACTION, model, style="primary"),
+                button("Compare with base", COMPARE_WITH_BASE_ACTION, model),
+            ]}
+        )
     if offer_retry and job.get("dataset_id"):
         message["blocks"].append(
             {"type": "actions", "block_id": "job_end_actions", "elements": [button("Fine-tune again", FINETUNE_AGAIN_ACTION, job["dataset_id"])]}

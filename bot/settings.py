@@ -61,6 +61,9 @@ class BotSettings(BaseSettings):
     )
     """Shared files larger than this are refused before they are downloaded."""
 
+    chat_per_minute: int = Field(default=20, gt=0, validation_alias=AliasChoices("TUNEHOUSE_CHAT_PER_MINUTE"))
+    """Questions one person may ask the models per minute (mentions, thread replies, DMs, ask, compare, eval)."""
+
     @field_validator(
         "slack_bot_token", "slack_app_token", "slack_signing_secret", "openai_api_key", "openai_base_url", mode="before"
     )

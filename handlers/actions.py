@@ -13,6 +13,8 @@ from bot import blocks, intake
 from bot.job_threads import start_job
 from bot.jobs import JobOptions, suffix_for_channel
 
+from .commands import comparison
+
 log = logging.getLogger(__name__)
 
 
@@ -85,6 +87,35 @@ def register(app: App, services) -> None:
         verb = {blocks.CANCEL_ACTION: "cancel", blocks.PAUSE_ACTION: "pause", blocks.RESUME_ACTION: "resume"}[action["action_id"]]
         respond(text=control_job(services, action["value"], verb, body["user"]["id"], body.get("channel", {}).get("id")),
                 response_type="ephemeral", replace_original=False)
+
+    @app.action(blocks.CHAT_WITH_MODEL_ACTION)
+    def chat_with_model(ack: Ack, body: dict, action: dict, respond: Respond) -> None:
+        """The success message's "Chat with it": the new model becomes the channel's."""
+        ack()
+        channel, user, model = body.get("channel", {}).get("id"), body["user"]["id"], action["value"]
+        if not channel or services.storage.job_of_model(model) is None:
+            respond(text="I don't know that model here.", response_type="ephemeral", replace_original=False)
+            return
+        services.storage.set_channel_model(channel, model, None, user)
+        respond(
+            text=f"<@{user}> made `{blocks.escape(model)}` this channel's model: mention me to talk to it.",
+            response_type="in_channel", replace_original=False,
+        )
+
+    @app.action(blocks.COMPARE_WITH_BASE_ACTION)
+    def compare_with_base(ack: Ack, body: dict, action: dict, respond: Respond) -> None:
+        """The success message's "Compare with base", on the first prompt of the data the model learnt."""
+        ack()
+        job = services.storage.job_of_model(action["value"])
+        dataset = services.storage.dataset(job["dataset_id"]) if job and job.get("dataset_id") else None
+        first = ((dataset or {}).get("report") or {}).get("first_example") or []
+        prompt = next((m["content"] for m in first if m.get("role") == "user" and isinstance(m.get("content"), str)), None)
+        if prompt is None:
+            respond(text="Compare on a prompt of yours with `/finetune compare PROMPT`.", response_type="ephemeral", replace_original=False)
+            return
+        message = comparison(services, action["value"], None, prompt)
+        message["blocks"].append(blocks.context("On the training data's first prompt; `/finetune compare PROMPT` for your own."))
+        respond(response_type="ephemeral", replace_original=False, **message)
 
 
 def control_job(services, key: str, verb: str, user: str, channel: str | None) -> str:

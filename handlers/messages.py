@@ -1,23 +1,53 @@
-"""Mentions, and messages in channels, private channels and DMs.
+"""Mentions, replies in the bot's threads, and direct messages: each answered in its thread by the channel's
+model (bot/conversations.py).
 
 Shared files are answered in handlers/files.py; every other message event is received (and so
-acknowledged) here, including the `message_changed` that each of the bot's own updates produces.
+acknowledged) here, including the `message_changed` that each of the bot's own updates produces. A
+mention arrives twice, as `app_mention` and as `message`: the claim on `mention:<channel>:<ts>` answers it
+once, whichever comes first, and whatever Slack redelivers.
 """
 
 from __future__ import annotations
 
-from slack_bolt import App, Say
+from slack_bolt import App
+from slack_sdk import WebClient
 
-from .commands import USAGE
+from bot.conversations import answer_in_thread, is_bot_conversation
+
+ANSWERED_SUBTYPES = (None, "thread_broadcast")
+"""A person's message (or thread reply also sent to the channel); edits, deletions, joins are not questions."""
 
 
 def register(app: App, services) -> None:
-    @app.event("app_mention")
-    def mentioned(event: dict, say: Say) -> None:
-        if not services.storage.claim(f"mention:{event['channel']}:{event['ts']}"):
+    def converse(event: dict, client: WebClient, context) -> None:
+        if event.get("bot_id") or event.get("user") in (None, context.bot_user_id):
             return
-        say(text=USAGE, thread_ts=event.get("thread_ts") or event["ts"])
+        key = f"mention:{event['channel']}:{event['ts']}"
+        if not services.storage.claim(key):
+            return
+        try:
+            answer_in_thread(
+                services, client, channel=event["channel"], thread_ts=event.get("thread_ts") or event["ts"],
+                ts=event["ts"], user=event["user"], team=event.get("team") or context.team_id or "",
+                text=event.get("text", ""), bot_user_id=context.bot_user_id,
+                is_dm=event.get("channel_type") == "im",
+            )
+        finally:
+            services.storage.finish_claim(key)
+
+    @app.event("app_mention")
+    def mentioned(event: dict, client: WebClient, context) -> None:
+        converse(event, client, context)
 
     @app.event("message")
-    def message(event: dict) -> None:
-        """A plain message needs no answer: a mention has its own event (`app_mention`)."""
+    def message(event: dict, client: WebClient, context) -> None:
+        if event.get("subtype") not in ANSWERED_SUBTYPES:
+            return
+        thread_ts = event.get("thread_ts")
+        addressed = (
+            event.get("channel_type") == "im"
+            or f"<@{context.bot_user_id}>" in event.get("text", "")
+            or (thread_ts and thread_ts != event["ts"] and is_bot_conversation(services.storage, event["channel"], thread_ts))
+        )
+        if addressed:
+            converse(event, client, context)

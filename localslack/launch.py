@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -81,6 +82,7 @@ class Bot:
         self.log_path = log_path
         self.tail: list[str] = []
         self.quiet = quiet
+        self.dashboard: str | None = None  # the embedded backend's own page (jobs, charts, playground)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bot"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1, start_new_session=True,
@@ -96,6 +98,9 @@ class Bot:
                 self.tail = (self.tail + [line.rstrip()])[-40:]
                 if not self.quiet or not self.ready.is_set() or any(w in line for w in ("WARNING", "ERROR", "Traceback")):
                     print(f"bot | {line.rstrip()}", flush=True)
+                backend = re.search(r"embedded tunehouse at (http://\S+?)/v1", line)
+                if backend:
+                    self.dashboard = backend.group(1) + "/"
                 if " ready" in line:
                     self.ready.set()
 
@@ -182,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nOpen {url}\n", flush=True)
             print(f"You are Alice in #fine-tuning with the {slack.workspace.app['name']} bot: drop a dataset "
                   f"there. Bot log: {bot.log_path}. Ctrl+C stops everything.", flush=True)
+            if bot.dashboard:
+                print(f"The training backend's dashboard (jobs, loss charts, playground): {bot.dashboard}", flush=True)
             if not args.no_open and _has_display():
                 threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
             while not stopping.wait(0.5):

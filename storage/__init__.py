@@ -94,6 +94,23 @@ class Storage:
             )
             self.db["jobs"].create_index(["job_id"], if_not_exists=True)
             self.db["jobs"].create_index(["channel", "created_at"], if_not_exists=True)
+            self.db["conversations"].create(
+                {"id": int, "channel": str, "thread_ts": str, "role": str, "content": str, "ts": str,
+                 "model": str, "user": str, "created_at": float},
+                pk="id",
+                if_not_exists=True,
+            )
+            self.db["conversations"].create_index(["channel", "thread_ts", "id"], if_not_exists=True)
+            self.db["channel_models"].create(
+                {"channel": str, "model": str, "system_message": str, "set_by": str, "set_at": float},
+                pk="channel",
+                if_not_exists=True,
+            )
+            self.db["model_system_messages"].create(
+                {"model": str, "system_message": str, "recorded_at": float}, pk="model", if_not_exists=True
+            )
+            self.db["chat_requests"].create({"user": str, "at": float}, if_not_exists=True)
+            self.db["chat_requests"].create_index(["user", "at"], if_not_exists=True)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
@@ -208,6 +225,69 @@ class Storage:
 
     def jobs_of_dataset(self, dataset_id: str) -> list[dict]:
         return [_decode_job(row) for row in self.db["jobs"].rows_where("dataset_id = ?", [dataset_id], order_by="created_at")]
+
+    # -- conversations with models: the bot's own record of each turn ---------------------------------------
+
+    def add_turn(self, *, channel: str, thread_ts: str, role: str, content: str, ts: str | None = None,
+                 model: str | None = None, user: str | None = None) -> None:
+        with self._lock:
+            self.db["conversations"].insert(
+                {"channel": channel, "thread_ts": thread_ts, "role": role, "content": content, "ts": ts,
+                 "model": model, "user": user, "created_at": time.time()}
+            )
+
+    def conversation(self, channel: str, thread_ts: str) -> list[dict]:
+        """A thread's turns, oldest first; empty when the bot never talked there."""
+        return list(self.db["conversations"].rows_where("channel = ? AND thread_ts = ?", [channel, thread_ts], order_by="id"))
+
+    def conversation_model(self, channel: str, thread_ts: str) -> str | None:
+        """The model a thread's conversation started with: it stays with the thread."""
+        rows = list(self.db["conversations"].rows_where(
+            "channel = ? AND thread_ts = ? AND model IS NOT NULL", [channel, thread_ts], order_by="id", limit=1))
+        return rows[0]["model"] if rows else None
+
+    def set_channel_model(self, channel: str, model: str, system_message: str | None, user: str) -> None:
+        with self._lock:
+            self.db["channel_models"].upsert(
+                {"channel": channel, "model": model, "system_message": system_message, "set_by": user, "set_at": time.time()},
+                pk="channel",
+            )
+
+    def channel_model(self, channel: str) -> dict | None:
+        rows = list(self.db["channel_models"].rows_where("channel = ?", [channel]))
+        return rows[0] if rows else None
+
+    def latest_fine_tuned_model(self, *, channel: str | None = None, user: str | None = None) -> dict | None:
+        """The newest succeeded job's row, in a channel or of a user."""
+        where, value = ("channel = ?", channel) if channel is not None else ("user = ?", user)
+        rows = list(self.db["jobs"].rows_where(
+            f"{where} AND fine_tuned_model IS NOT NULL AND status = 'succeeded'", [value],
+            order_by="coalesce(finished_at, created_at) desc", limit=1))
+        return _decode_job(rows[0]) if rows else None
+
+    def job_of_model(self, model: str) -> dict | None:
+        rows = list(self.db["jobs"].rows_where("fine_tuned_model = ?", [model], limit=1))
+        return _decode_job(rows[0]) if rows else None
+
+    def record_model_system_message(self, model: str, system_message: str) -> None:
+        with self._lock:
+            self.db["model_system_messages"].upsert(
+                {"model": model, "system_message": system_message, "recorded_at": time.time()}, pk="model"
+            )
+
+    def model_system_message(self, model: str) -> str | None:
+        rows = list(self.db["model_system_messages"].rows_where("model = ?", [model]))
+        return rows[0]["system_message"] if rows else None
+
+    def record_chat_request(self, user: str, at: float) -> None:
+        with self._lock:
+            self.db["chat_requests"].insert({"user": user, "at": at})
+            self.db.execute("DELETE FROM chat_requests WHERE at < ?", [at - 3600])
+
+    def chat_requests_since(self, user: str, since: float) -> list[float]:
+        """When `user` asked the models since `since`, oldest first (the per-user rate limit)."""
+        rows = self.db.execute("SELECT at FROM chat_requests WHERE user = ? AND at >= ? ORDER BY at", [user, since])
+        return [at for (at,) in rows.fetchall()]
 
 
 def _decode_job(row: dict) -> dict:

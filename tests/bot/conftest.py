@@ -91,6 +91,15 @@ class BotProcess:
                 self.process.kill()
 
 
+def add_tiny_model(data_dir: Path, model_dir: Path) -> None:
+    """Register the 2-layer test model (real tokenizer, random weights) as `tiny` in the embedded backend the
+    bot will start in `data_dir`: jobs on it train in milliseconds a step, through the same code."""
+    subprocess.run(
+        [sys.executable, "-m", "tunehouse", "models", "add", "tiny", str(model_dir), "--data-dir", str(data_dir / "backend")],
+        check=True, capture_output=True, env={**os.environ, "TUNEHOUSE_MODEL_CACHE_DIR": str(MODEL_CACHE)},
+    )
+
+
 @pytest.fixture(scope="module")
 def local_slack(tmp_path_factory) -> Iterator:
     from localslack import LocalSlack

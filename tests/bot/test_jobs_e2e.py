@@ -1,8 +1,9 @@
 """Fine-tuning from the report's button to the end, followed live in the thread: real jobs on the embedded
-backend's default model, through the real bot process and the local Slack.
+backend, through the real bot process and the local Slack.
 
-Jobs are kept short (a few dozen steps, chosen in the Options modal) except the plain button's, which
-trains with every hyperparameter on `auto` as a user's first click does.
+The module's bot trains a 2-layer model (`tiny`: the default model's tokenizer, random weights) by default,
+so a job with every hyperparameter on `auto` (about 100 steps) ends in seconds; the tests that need a job
+still running when they act (cancel, a restart mid-job) choose the real default model in the Options modal.
 """
 
 from __future__ import annotations
@@ -10,17 +11,45 @@ from __future__ import annotations
 import os
 import signal
 import time
-from .conftest import BotProcess
+
+import pytest
+from .conftest import BotProcess, add_tiny_model
 from .test_datasets_e2e import CHANNEL, buttons, chat, everything_said, jsonl, reports, share, wait_report
 
 JOB_TIMEOUT_S = 420
 NUMBERS = [chat(f"Say {i}.", f"{i}", "Answer with the number only.") for i in range(10)]
+DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
 
 
-def start_with_options(local_slack, report: dict, **fields: str) -> None:
+@pytest.fixture(scope="module")
+def bot(local_slack, tmp_path_factory, tiny_model_dir):
+    data = tmp_path_factory.mktemp("jobs-bot")
+    add_tiny_model(data, tiny_model_dir)
+    process = BotProcess(local_slack, data, extra_env={"TUNEHOUSE_BASE_MODEL": "tiny"}).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def own_slack():
+    """A workspace of its own, for a test that runs its own bot: Slack hands each delivery to any one of the
+    app's connections, so two bots on one workspace would share the work between them."""
+    from localslack import LocalSlack
+
+    from .conftest import ROOT
+
+    slack = LocalSlack(manifest=ROOT / "manifest.yml").start()
+    yield slack
+    slack.stop()
+
+
+def start_with_options(local_slack, report: dict, base_model: str | None = None, **fields: str) -> None:
     local_slack.click(CHANNEL, report["ts"], "dataset_options", "alice")
     modal = local_slack.wait_for(lambda: local_slack.views("alice"), 15)[-1]
     values = {name: {"value": {"type": "plain_text_input", "value": value}} for name, value in fields.items()}
+    if base_model:
+        option = {"text": {"type": "plain_text", "text": base_model}, "value": base_model}
+        values["base_model"] = {"value": {"type": "static_select", "selected_option": option}}
     answer = local_slack.submit_view(modal["id"], "alice", values)
     assert answer.get("response_action") != "errors", answer
 
@@ -62,7 +91,7 @@ def test_the_button_trains_a_model_and_the_thread_follows_it(local_slack, bot):
 def test_cancel_stops_the_job_for_its_starter_only(local_slack, bot):
     ts = share(local_slack, "cancel-me.jsonl", jsonl([chat(f"Spell {i}.", "x" * 40) for i in range(30)]))
     report = wait_report(local_slack, ts)
-    start_with_options(local_slack, report, n_epochs="3")
+    start_with_options(local_slack, report, base_model=DEFAULT_MODEL, n_epochs="3")
     status = local_slack.wait_for(
         lambda: next((m for m in reports(local_slack, ts) if "job_cancel" in buttons(m)), None), 60
     )
@@ -77,11 +106,13 @@ def test_cancel_stops_the_job_for_its_starter_only(local_slack, bot):
     assert "job_cancel" not in buttons(local_slack.message(CHANNEL, status["ts"]))
 
 
-def test_a_job_that_fails_says_why_and_what_to_do(local_slack, tmp_path):
+def test_a_job_that_fails_says_why_and_what_to_do(own_slack, tmp_path, tiny_model_dir):
+    local_slack = own_slack
     marker = tmp_path / "held.pid"
+    add_tiny_model(tmp_path / "data", tiny_model_dir)
     crashing = BotProcess(
         local_slack, tmp_path / "data",
-        extra_env={"TUNEHOUSE_FAULT_HOLD": "checkpoint.record", "TUNEHOUSE_FAULT_FILE": str(marker)},
+        extra_env={"TUNEHOUSE_FAULT_HOLD": "checkpoint.record", "TUNEHOUSE_FAULT_FILE": str(marker), "TUNEHOUSE_BASE_MODEL": "tiny"},
     ).start()
     try:
         ts = share(local_slack, "crash.jsonl", jsonl(NUMBERS))
@@ -99,12 +130,13 @@ def test_a_job_that_fails_says_why_and_what_to_do(local_slack, tmp_path):
         crashing.stop()
 
 
-def test_a_bot_killed_mid_job_resumes_its_thread_and_ends_it_once(local_slack, tmp_path):
+def test_a_bot_killed_mid_job_resumes_its_thread_and_ends_it_once(own_slack, tmp_path):
+    local_slack = own_slack
     data = tmp_path / "data"
     first = BotProcess(local_slack, data).start()
     ts = share(local_slack, "restart.jsonl", jsonl([chat(f"Echo {i} twice.", f"{i} {i}") for i in range(24)]))
     report = wait_report(local_slack, ts)
-    start_with_options(local_slack, report, n_epochs="2")
+    start_with_options(local_slack, report, base_model=DEFAULT_MODEL, n_epochs="1")
     local_slack.wait_for(lambda: any("Training started" in t for t in thread_text(local_slack, ts)), JOB_TIMEOUT_S)
     first.kill()
     posted_before = len(reports(local_slack, ts))

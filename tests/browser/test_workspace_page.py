@@ -26,7 +26,8 @@ pytestmark = pytest.mark.integration
 JOB_TIMEOUT_MS = 400_000
 NUMBERS = b"\n".join(
     json.dumps({"messages": [{"role": "system", "content": "Answer with the number only."},
-                             {"role": "user", "content": f"Say {i}."}, {"role": "assistant", "content": f"{i}"}]}).encode()
+                             {"role": "user", "content": f"Say {i}."},
+                             {"role": "assistant", "content": f"{i}"}]}).encode()
     for i in range(10)
 )
 UNMAPPED_CSV = b"frage,antwort\nWie viel ist 1+1?,2\nWie viel ist 2+2?,4\nWie viel ist 3+3?,6\n"
@@ -86,22 +87,26 @@ def test_block_kit_and_mrkdwn_as_slack_shows_them(page, product):
     shared = product.local("POST", "files", json={"channel": "fine-tuning", "user": "alice", "filename": "pic.png",
                                                   "content_base64": base64.b64encode(png()).decode()})
     picture = f"{product.url}/_local/files/{shared['file_id']}/content"
-    confirm = {"title": {"type": "plain_text", "text": "Really?"}, "text": {"type": "mrkdwn", "text": "This is *final*."},
-               "confirm": {"type": "plain_text", "text": "Do it"}, "deny": {"type": "plain_text", "text": "Keep it"}}
+
+    def text(kind: str, value: str) -> dict:
+        return {"type": kind, "text": value}
+
+    def button(label: str, action_id: str, **more) -> dict:
+        return {"type": "button", "text": text("plain_text", label), "action_id": action_id, **more}
+
+    confirm = {"title": text("plain_text", "Really?"), "text": text("mrkdwn", "This is *final*."),
+               "confirm": text("plain_text", "Do it"), "deny": text("plain_text", "Keep it")}
+    formatted = ("*bold* _italic_ ~strike~ `code` <https://example.com/x?a=1&amp;b=2|a link> <@U0ALICE01> "
+                 "&amp; &lt;tag&gt;\n```line 1\nline 2```")
     blocks = [
-        {"type": "header", "text": {"type": "plain_text", "text": "A header"}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": "*bold* _italic_ ~strike~ `code` <https://example.com/x?a=1&amp;b=2|a link> "
-                                                                "<@U0ALICE01> &amp; &lt;tag&gt;\n```line 1\nline 2```"},
-         "accessory": {"type": "button", "text": {"type": "plain_text", "text": "Accessory"}, "action_id": "t_accessory"}},
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": "*Field one*\n1"}, {"type": "mrkdwn", "text": "*Field two*\n2"}]},
+        {"type": "header", "text": text("plain_text", "A header")},
+        {"type": "section", "text": text("mrkdwn", formatted), "accessory": button("Accessory", "t_accessory")},
+        {"type": "section", "fields": [text("mrkdwn", "*Field one*\n1"), text("mrkdwn", "*Field two*\n2")]},
         {"type": "divider"},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": "context :white_check_mark:"}]},
-        {"type": "image", "image_url": picture, "alt_text": "a gradient", "title": {"type": "plain_text", "text": "An image"}},
-        {"type": "actions", "elements": [
-            {"type": "button", "text": {"type": "plain_text", "text": "Primary"}, "style": "primary", "action_id": "t_primary",
-             "confirm": confirm},
-            {"type": "button", "text": {"type": "plain_text", "text": "Danger"}, "style": "danger", "action_id": "t_danger"},
-        ]},
+        {"type": "context", "elements": [text("mrkdwn", "context :white_check_mark:")]},
+        {"type": "image", "image_url": picture, "alt_text": "a gradient", "title": text("plain_text", "An image")},
+        {"type": "actions", "elements": [button("Primary", "t_primary", style="primary", confirm=confirm),
+                                         button("Danger", "t_danger", style="danger")]},
     ]
     answer = product.web_api("chat.postMessage", channel=channel, text="Block Kit", blocks=blocks)
     assert answer["ok"], answer
