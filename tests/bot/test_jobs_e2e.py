@@ -134,7 +134,7 @@ def test_a_bot_killed_mid_job_resumes_its_thread_and_ends_it_once(own_slack, tmp
     local_slack = own_slack
     data = tmp_path / "data"
     first = BotProcess(local_slack, data).start()
-    ts = share(local_slack, "restart.jsonl", jsonl([chat(f"Echo {i} twice.", f"{i} {i}") for i in range(24)]))
+    ts = share(local_slack, "restart.jsonl", jsonl([chat(f"Echo {i} twice.", f"{i} {i}") for i in range(12)]))
     report = wait_report(local_slack, ts)
     start_with_options(local_slack, report, base_model=DEFAULT_MODEL, n_epochs="1")
     local_slack.wait_for(lambda: any("Training started" in t for t in thread_text(local_slack, ts)), JOB_TIMEOUT_S)
