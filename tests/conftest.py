@@ -7,6 +7,7 @@ TUNEHOUSE_MODEL_CACHE_DIR picks another), so a test run never converts it again.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,6 +25,11 @@ from tunehouse.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_CACHE = Settings().resolved_model_cache_dir
 SHARED_REFERENCE = ROOT.parent / "shared" / "reference"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+# Chromium on a closed network, as root, without a screen
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="session")
@@ -184,3 +190,19 @@ def assert_matches_spec(openapi_spec):
         assert not errors, f"{schema_name}: " + "; ".join(e.message for e in errors[:5])
 
     return check
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium, driven by Playwright (which downloads nothing). Without it the browser
+    tests skip, unless TUNEHOUSE_REQUIRE_BROWSER=1 (set by `.ci/run`), where they fail instead."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("TUNEHOUSE_REQUIRE_BROWSER") == "1":
+            pytest.fail("Chromium is required here (TUNEHOUSE_REQUIRE_BROWSER=1) but /usr/bin/chromium is missing")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

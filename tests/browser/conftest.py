@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,11 +25,6 @@ import pytest
 from ..conftest import MODEL_CACHE
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = ROOT / "test-artifacts" / "screenshots"
-# Chromium on a closed network, as root, without a screen (as in tests/integration/test_dashboard.py)
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 READY_TIMEOUT_S = 240
 
 
@@ -110,20 +104,6 @@ def product(tmp_path_factory, default_model_dir) -> Iterator[Product]:
     running = Product(tmp_path_factory.mktemp("make-run")).start()
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("TUNEHOUSE_REQUIRE_BROWSER") == "1":
-            pytest.fail("Chromium is required here (TUNEHOUSE_REQUIRE_BROWSER=1) but /usr/bin/chromium is missing")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

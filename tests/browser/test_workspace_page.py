@@ -19,7 +19,7 @@ import zlib
 
 import pytest
 
-from .conftest import SHOTS
+from ..conftest import SHOTS
 
 pytestmark = pytest.mark.integration
 

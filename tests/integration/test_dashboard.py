@@ -12,42 +12,21 @@ these tests skip, unless TUNEHOUSE_REQUIRE_BROWSER=1 (set by `.ci/run`), where t
 from __future__ import annotations
 
 import base64
-import os
-import shutil
-from pathlib import Path
 
 import pytest
 
+from ..conftest import SHOTS
 from .test_auth import create_key
 from .test_jobs_api import long_dataset, register_tiny
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-# Chromium on a closed network, as root, without a screen (flags from the machine's notes)
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
 BROKEN_JSONL = b'{"messages": [{"role": "user", "content": "hi"}]}\n{"messages": [\n'
 MISSING_ANSWER = (
     b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
     b'{"messages": [{"role": "user", "content": "no answer here"}]}\n'
 )
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("TUNEHOUSE_REQUIRE_BROWSER") == "1":
-            pytest.fail("Chromium is required here (TUNEHOUSE_REQUIRE_BROWSER=1) but /usr/bin/chromium is missing")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
