@@ -8,6 +8,7 @@ still running when they act (cancel, a restart mid-job) choose the real default 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -165,3 +166,12 @@ def test_finetune_commands(local_slack, bot):
     assert "ft:" in models[-1]["text"]
     local_slack.slash_command(CHANNEL, "alice", "/finetune", "frobnicate").ack()
     local_slack.wait_for(lambda: [e for e in local_slack.ephemerals(CHANNEL, "alice") if "frobnicate" in e.get("text", "")], 15)
+
+
+def test_the_home_tab_lists_the_viewers_jobs_and_datasets(local_slack, bot):
+    local_slack.open_home("alice")
+    home = local_slack.wait_for(lambda: local_slack.home("alice"), 15)
+    said = json.dumps(home["blocks"])
+    assert "Your fine-tuning jobs" in said and "ftjob-" in said and "numbers.jsonl" in said
+    local_slack.open_home("bob")
+    assert "No fine-tuning jobs yet" in json.dumps(local_slack.wait_for(lambda: local_slack.home("bob"), 15)["blocks"])
