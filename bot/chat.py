@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import openai
@@ -20,7 +21,8 @@ from tunehouse.data.costs import TOKENS_PER_MESSAGE, TokenCounter, base_model
 from .mrkdwn import unescape
 
 ANSWER_MAX_TOKENS = 1024
-"""Room kept for the answer when the context is trimmed, and the longest answer asked for."""
+"""Room kept for the answer when the context is trimmed, and the longest answer asked for, unless the
+caller says otherwise (conversations use the `TUNEHOUSE_CHAT_MAX_TOKENS` setting)."""
 EMBEDDED_CONTEXT_TOKENS = 8192
 """The embedded backend's default model (SmolLM2's `max_position_embeddings`)."""
 REQUEST_TIMEOUT_S = 60.0
@@ -217,7 +219,6 @@ COMPARE_MAX_TOKENS = 400
 
 def compare(client: openai.OpenAI, models: list[tuple[str, str | None]], prompt: str) -> list[Side]:
     """The same prompt to each (model, system message), at the same time, each with its latency and tokens."""
-    from concurrent.futures import ThreadPoolExecutor
 
     def one(model: str, system_message: str | None) -> Side:
         messages = build_messages(system_message, [], prompt, context_tokens=1 << 30)

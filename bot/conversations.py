@@ -53,7 +53,7 @@ def answer_in_thread(
 ) -> None:
     """Answer what `user` wrote (message `ts`) in the thread `thread_ts`, streamed, and record both turns."""
     storage, settings = services.storage, services.settings
-    target = StreamTarget(client, channel=channel, thread_ts=thread_ts, user=user, team=team)
+    target = StreamTarget(client=client, channel=channel, thread_ts=thread_ts, user=user, team=team)
     prompt = clean_prompt(text, bot_user_id)
     if not prompt:
         post_text(target, "Ask me anything: I answer with this channel's model. `/finetune help` lists the rest.")
@@ -81,14 +81,16 @@ def stream_and_record(
     record the question and the answer there; a failure is said in the thread and nothing is recorded."""
     storage = services.storage
     history = [Turn(t["role"], t["content"]) for t in turns if t["role"] != "system"]
+    max_tokens = services.settings.chat_max_tokens
     messages = build_messages(
-        system_message, history, prompt, context_tokens=context_window(model, services.backend.kind)
+        system_message, history, prompt, context_tokens=context_window(model, services.backend.kind),
+        answer_tokens=max_tokens,
     )
-    show_thinking(target)
+    show_thinking(target, ts)
     said: list[str] = []
 
     def deltas():
-        for delta in stream_answer(services.backend.client, model, messages, AnswerStats()):
+        for delta in stream_answer(services.backend.client, model, messages, AnswerStats(), max_tokens=max_tokens):
             said.append(delta)
             yield delta
 

@@ -64,6 +64,9 @@ class BotSettings(BaseSettings):
     chat_per_minute: int = Field(default=20, gt=0, validation_alias=AliasChoices("TUNEHOUSE_CHAT_PER_MINUTE"))
     """Questions one person may ask the models per minute (mentions, thread replies, DMs, ask, compare, eval)."""
 
+    chat_max_tokens: int = Field(default=1024, gt=0, validation_alias=AliasChoices("TUNEHOUSE_CHAT_MAX_TOKENS"))
+    """The longest answer asked of a model in a conversation or `/finetune ask` (tokens)."""
+
     @field_validator(
         "slack_bot_token", "slack_app_token", "slack_signing_secret", "openai_api_key", "openai_base_url", mode="before"
     )

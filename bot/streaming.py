@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -26,35 +27,46 @@ log = logging.getLogger(__name__)
 
 MESSAGE_BUDGET = 3500
 """Characters per message: Slack refuses from about 4,000 in practice (ChatGPT-in-Slack keeps 3,500)."""
-SMALLEST_BUDGET = 400
+SMALLEST_BUDGET = 100
+"""Below this Slack's `msg_too_long` is not about length: the error is raised, not met with smaller messages."""
 SEND_INTERVAL_S = 1.0
 THINKING_STATUS = "is thinking…"
-PLACEHOLDER = ":hourglass_flowing_sand: _thinking…_"
+SEEN_REACTION = "eyes"
 WRITING_MARK = " :writing_hand:"
 EMPTY_ANSWER = "_(the model gave an empty answer)_"
 NOT_OFFERED = {"unknown_method", "missing_scope", "not_allowed_token_type", "method_deprecated",
-               "feature_not_enabled", "not_allowed", "invalid_arguments", "team_not_allowed"}
+               "feature_not_enabled", "not_allowed", "team_not_allowed"}
 """Errors that mean the workspace does not offer a method at all: the bot stops trying it."""
 
 unavailable: set[str] = set()
 """Methods this workspace refused as not offered, found once per process."""
 
 
+@dataclass(frozen=True, kw_only=True)
 class StreamTarget:
     """Where an answer goes: a thread, and who asked (Slack's streams in channels are shown to a recipient)."""
 
-    def __init__(self, client: WebClient, *, channel: str, thread_ts: str, user: str, team: str):
-        self.client, self.channel, self.thread_ts, self.user, self.team = client, channel, thread_ts, user, team
+    client: WebClient
+    channel: str
+    thread_ts: str
+    user: str
+    team: str
 
 
-def show_thinking(target: StreamTarget) -> None:
-    """Slack's "is thinking…" status in the thread, where the workspace offers assistant threads."""
-    if "assistant.threads.setStatus" in unavailable:
-        return
-    try:
-        target.client.assistant_threads_setStatus(channel_id=target.channel, thread_ts=target.thread_ts, status=THINKING_STATUS)
-    except SlackApiError as error:
-        _note_refusal("assistant.threads.setStatus", error)
+def show_thinking(target: StreamTarget, message_ts: str | None = None) -> None:
+    """Slack's "is thinking…" status in the thread where the workspace offers assistant threads; elsewhere
+    an :eyes: reaction on the question, so the asker sees at once that it was heard."""
+    if "assistant.threads.setStatus" not in unavailable:
+        try:
+            target.client.assistant_threads_setStatus(channel_id=target.channel, thread_ts=target.thread_ts, status=THINKING_STATUS)
+            return
+        except SlackApiError as error:
+            _note_refusal("assistant.threads.setStatus", error)
+    if message_ts:
+        try:
+            target.client.reactions_add(channel=target.channel, timestamp=message_ts, name=SEEN_REACTION)
+        except SlackApiError as error:
+            log.info("could not react to %s: %s", message_ts, error.response.get("error"))
 
 
 def write_answer(target: StreamTarget, deltas: Iterable[str], *, budget: int = MESSAGE_BUDGET) -> list[str]:
@@ -65,8 +77,6 @@ def write_answer(target: StreamTarget, deltas: Iterable[str], *, budget: int = M
     """
     streams = "chat.startStream" not in unavailable
     writer: _Writer = _StreamWriter(target, budget) if streams else _UpdateWriter(target, budget)
-    if not streams and "assistant.threads.setStatus" in unavailable:
-        writer.show_placeholder()
     try:
         for delta in deltas:
             writer.text += delta
@@ -110,7 +120,7 @@ def _note_refusal(method: str, error: SlackApiError) -> bool:
 
 
 class _StreamsNotOffered(Exception):
-    pass
+    """Slack refused to start a stream: the answer goes as a posted message, updated."""
 
 
 class _Writer:
@@ -143,11 +153,15 @@ class _Writer:
         self.reopen = inside_code_block(piece)
         self.sent = 0
 
-    def smaller(self) -> None:
-        self.budget = max(SMALLEST_BUDGET, self.budget // 2)
+    def smaller(self, error: SlackApiError) -> None:
+        """Slack refused a message as too long: a smaller budget from now on.
 
-    def show_placeholder(self) -> None:
-        pass
+        Raises:
+            SlackApiError: `error`, when the budget is already the smallest.
+        """
+        if self.budget <= SMALLEST_BUDGET:
+            raise error
+        self.budget = max(SMALLEST_BUDGET, self.budget // 2)
 
     def flush(self, final: bool = False) -> None:
         raise NotImplementedError
@@ -188,11 +202,12 @@ class _StreamWriter(_Writer):
         try:
             self.stream.append(markdown_text=to_stream_markdown(markdown))
         except SlackApiError as error:
-            if self.stream.ts is None and not self.message_ts and _note_refusal("chat.startStream", error):
-                raise _StreamsNotOffered() from error
             if error.response.get("error") != "msg_too_long":
-                raise
-            self.smaller()
+                if self.stream.ts is not None or self.message_ts:
+                    raise
+                _note_refusal("chat.startStream", error)  # remembered when the workspace lacks the method
+                raise _StreamsNotOffered() from error  # this answer goes as an updated message
+            self.smaller(error)
             if self.stream.ts is not None:  # end this message where it is; the rest goes into a new one
                 shown = self.content()[:self.sent]
                 self._stop(closing=inside_code_block(shown))
@@ -223,10 +238,6 @@ class _UpdateWriter(_Writer):
         super().__init__(target, budget)
         self.current_ts: str | None = None
 
-    def show_placeholder(self) -> None:
-        self._show(PLACEHOLDER)
-        self.last_sent = None  # the first text replaces it at once
-
     def flush(self, final: bool = False) -> None:
         while True:
             if self.current_ts is None and self.message_ts and not self.text[self.start:].strip():
@@ -237,11 +248,14 @@ class _UpdateWriter(_Writer):
             piece = content[:cut]
             text = to_mrkdwn(piece + (CLOSE_FENCE if full and inside_code_block(piece) else ""))
             if not text.strip():
-                text = EMPTY_ANSWER if final else PLACEHOLDER
+                if not final:
+                    return  # nothing to show yet
+                text = EMPTY_ANSWER
             elif not final and not full:
                 text += WRITING_MARK
-            if not self._show(text):
-                self.smaller()
+            refused = self._show(text)
+            if refused:
+                self.smaller(refused)
                 continue
             self.sent = cut
             if not full:
@@ -249,8 +263,8 @@ class _UpdateWriter(_Writer):
             self.next_message(cut)
             self.current_ts = None
 
-    def _show(self, text: str) -> bool:
-        """Post or update the current message; False when Slack found it too long."""
+    def _show(self, text: str) -> SlackApiError | None:
+        """Post or update the current message; Slack's error when it found the message too long."""
         target = self.target
         try:
             if self.current_ts:
@@ -262,7 +276,7 @@ class _UpdateWriter(_Writer):
                 self.message_ts.append(self.current_ts)
         except SlackApiError as error:
             if error.response.get("error") == "msg_too_long":
-                return False
+                return error
             raise
         self.last_sent = time.monotonic()
-        return True
+        return None

@@ -216,9 +216,10 @@ def _ask(services, command, args, respond, client) -> None:
         _ask_in_thread(services, command, client, model, system_message, prompt)
         return
     respond(text=f":hourglass_flowing_sand: Asking `{blocks.escape(model)}`…", response_type="ephemeral")
-    messages = build_messages(system_message, [], prompt, context_tokens=context_window(model, services.backend.kind))
+    max_tokens = services.settings.chat_max_tokens
+    messages = build_messages(system_message, [], prompt, context_tokens=context_window(model, services.backend.kind), answer_tokens=max_tokens)
     try:
-        text, stats = answer(services.backend.client, model, messages)
+        text, _ = answer(services.backend.client, model, messages, max_tokens=max_tokens)
     except ChatFailed as failure:
         respond(text=f":warning: {failure}", response_type="ephemeral", replace_original=True)
         return
@@ -232,7 +233,7 @@ def _ask_in_thread(services, command, client, model, system_message, prompt) -> 
     channel, user = command["channel_id"], command["user_id"]
     quoted = mrkdwn.escape(prompt).replace("\n", "\n>")
     root = client.chat_postMessage(channel=channel, text=f"<@{user}> asked `{blocks.escape(model)}`:\n>{quoted}")["ts"]
-    target = StreamTarget(client, channel=channel, thread_ts=root, user=user, team=command.get("team_id", ""))
+    target = StreamTarget(client=client, channel=channel, thread_ts=root, user=user, team=command.get("team_id", ""))
     stream_and_record(services, target, model=model, system_message=system_message, turns=[], prompt=prompt, ts=root)
 
 

@@ -69,3 +69,18 @@ def test_rate_limit_per_user_per_minute(storage):
         assert within_rate_limit(storage, "U1", 3) == pytest.approx(30)
         clock.tick(31)
         assert within_rate_limit(storage, "U1", 3) is None
+
+
+def test_a_backend_that_is_down_is_said_plainly():
+    import socket
+
+    import openai
+
+    from bot.chat import AnswerStats, ChatFailed, stream_answer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the block ends: nothing listens there
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+    with pytest.raises(ChatFailed, match="cannot be reached"):
+        list(stream_answer(client, "gpt-4o-mini", [{"role": "user", "content": "hi"}], AnswerStats(), timeout=2))

@@ -118,7 +118,7 @@ def _fresh_capabilities(monkeypatch):
 
 
 def _target(slack) -> streaming.StreamTarget:
-    return streaming.StreamTarget(slack, channel="C1", thread_ts="1.0", user="U1", team="T1")
+    return streaming.StreamTarget(client=slack, channel="C1", thread_ts="1.0", user="U1", team="T1")
 
 
 ANSWER = "Here is **some** code & text:\n\n```\n" + "".join(f"line {i} < {i + 1}\n" for i in range(120)) + "```\n\nDone."
