@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,10 +54,10 @@ def connect_backend(settings: BotSettings) -> Backend:
         )
         log.info("backend: OpenAI-compatible API at %s", client.base_url)
         return Backend(client=client, kind=OPENAI, base_url=str(client.base_url))
-    return start_embedded_backend(settings.data_dir / "backend")
+    return start_embedded_backend(settings.data_dir / "backend", warm_model=settings.base_model)
 
 
-def start_embedded_backend(data_dir: Path) -> Backend:
+def start_embedded_backend(data_dir: Path, warm_model: str | None = None) -> Backend:
     """`tunehouse serve` on a free loopback port, in its own process (its training runs in child processes)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
@@ -82,11 +83,26 @@ def start_embedded_backend(data_dir: Path) -> Backend:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                 log.info("backend: embedded tunehouse at %s (data in %s)", backend.base_url, data_dir)
+                if warm_model:
+                    threading.Thread(
+                        target=_warm_up, args=(backend.client, warm_model), name="backend-warm-up", daemon=True
+                    ).start()
                 return backend
         except httpx.HTTPError:
             time.sleep(0.2)
     backend.stop()
     raise RuntimeError(f"the embedded backend did not answer within {EMBEDDED_START_TIMEOUT_S} s; see {log_path}")
+
+
+def _warm_up(client: OpenAI, model: str) -> None:
+    """The embedded backend loads its model on the first request (seconds on a busy CPU): ask a one-token
+    question now, so the first person to mention the bot does not wait for the load."""
+    try:
+        client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=1
+        )
+    except Exception as error:  # a failed warm-up only means the first answer is slower
+        log.warning("warming up the embedded backend: %s", error)
 
 
 def _end_with_parent() -> None:
