@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 RUNS = [
     ("Training: tunehouse against TRL SFTTrainer + PEFT", ["bench/training_vs_trl.py"]),
     ("Training: what each technique gives (the recipe alone)", ["bench/recipe_throughput.py"]),
-    ("End to end: one job through the API", ["bench/job_overhead.py"]),
+    ("End to end: jobs through the API, and the time outside the training loop", ["bench/job_overhead.py"]),
     ("Quality with everything on auto", ["bench/structured_task.py"]),
     ("Serving (HTTP API vs transformers.generate)", ["bench/serving.py"]),
     ("Serving: the decoder alone, each way of running the products", ["bench/decoder.py"]),

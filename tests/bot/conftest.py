@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import MODEL_CACHE
+
 ROOT = Path(__file__).resolve().parents[2]
-MODEL_CACHE = Path(os.environ.get("TUNEHOUSE_MODEL_CACHE_DIR", ROOT / ".cache" / "models"))
 READY_TIMEOUT_S = 120
 
 

@@ -34,6 +34,7 @@ def test_preparing_the_model_is_said_before_a_conversion_and_never_once_cached(t
     folder = catalog.ensure_default_model(tmp_path, log=messages.append)
     assert conversions == [folder] and catalog.converted_default_model(tmp_path) == folder
     assert messages[0].startswith("Preparing the model smollm2-135m-instruct") and len(messages) == 2
+    assert "model ready" in messages[1].lower()  # what the Slack bot's status matches, as the words above
     messages.clear()
     assert catalog.ensure_default_model(tmp_path, log=messages.append) == folder
     assert messages == [] and len(conversions) == 1

