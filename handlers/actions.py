@@ -8,6 +8,7 @@ import logging
 import openai
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot import blocks, intake
 from bot.job_threads import start_job
@@ -50,15 +51,24 @@ def register(app: App, services) -> None:
         dataset = clicked_dataset(action, body, respond)
         if dataset is None:
             return
+
+        def modal(models: list[str]) -> dict:
+            return blocks.options_modal(
+                dataset["id"], dataset["filename"], models, services.settings.base_model,
+                suffix_for_channel(body.get("channel", {}).get("name")),
+            )
+
+        # The trigger expires 3 s after the click: open the modal first, then fill in the backend's models
+        # (a busy backend can take longer than that to list them).
+        opened = client.views_open(trigger_id=body["trigger_id"], view=modal([]))["view"]
         try:
-            models = [model.id for model in services.backend.client.models.list()]
+            models = sorted(model.id for model in services.backend.client.models.list())
         except openai.OpenAIError:
-            models = []
-        view = blocks.options_modal(
-            dataset["id"], dataset["filename"], sorted(models), services.settings.base_model,
-            suffix_for_channel(body.get("channel", {}).get("name")),
-        )
-        client.views_open(trigger_id=body["trigger_id"], view=view)
+            return
+        try:
+            client.views_update(view_id=opened["id"], hash=opened["hash"], view=modal(models))
+        except SlackApiError as error:  # already submitted or closed: it started on the default model list
+            log.info("options modal not updated with the models: %s", error.response.get("error"))
 
     @app.action(blocks.MAP_COLUMNS_ACTION)
     def map_columns(ack: Ack, body: dict, action: dict, client: WebClient, respond: Respond) -> None:
