@@ -135,14 +135,15 @@ def test_a_bot_killed_mid_job_resumes_its_thread_and_ends_it_once(own_slack, tmp
     local_slack = own_slack
     data = tmp_path / "data"
     first = BotProcess(local_slack, data).start()
-    ts = share(local_slack, "restart.jsonl", jsonl([chat(f"Echo {i} twice.", f"{i} {i}") for i in range(12)]))
-    report = wait_report(local_slack, ts)
-    start_with_options(local_slack, report, base_model=DEFAULT_MODEL, n_epochs="1")
-    local_slack.wait_for(lambda: any("Training started" in t for t in thread_text(local_slack, ts)), JOB_TIMEOUT_S)
-    first.kill()
-    posted_before = len(reports(local_slack, ts))
-    second = BotProcess(local_slack, data).start()
+    second = BotProcess(local_slack, data)
     try:
+        ts = share(local_slack, "restart.jsonl", jsonl([chat(f"Echo {i} twice.", f"{i} {i}") for i in range(12)]))
+        report = wait_report(local_slack, ts)
+        start_with_options(local_slack, report, base_model=DEFAULT_MODEL, n_epochs="1")
+        local_slack.wait_for(lambda: any("Training started" in t for t in thread_text(local_slack, ts)), JOB_TIMEOUT_S)
+        first.kill()
+        posted_before = len(reports(local_slack, ts))
+        second.start()
         local_slack.wait_for(lambda: ended(local_slack, ts), JOB_TIMEOUT_S)
         time.sleep(5)
         texts = thread_text(local_slack, ts)
@@ -151,8 +152,8 @@ def test_a_bot_killed_mid_job_resumes_its_thread_and_ends_it_once(own_slack, tmp
         assert len(texts) >= posted_before
         assert "Succeeded" in " ".join(texts)
     finally:
+        first.stop()
         second.stop()
-
 
 def test_finetune_commands(local_slack, bot):
     handle = local_slack.slash_command(CHANNEL, "alice", "/finetune", "list")
