@@ -295,3 +295,23 @@ def test_a_json_array_is_read_in_pieces_with_the_same_items_and_places(tmp_path,
     broken = write(tmp_path, "b.json", '[\n  {"prompt": "a", "completion": "b"},\n  {"prompt": "a" "completion": "b"}\n]')
     with pytest.raises(UnreadableFile, match=r"line 3, column 18 \(Expecting ',' delimiter\)"):
         read_all(broken)
+
+
+@pytest.mark.parametrize("piece_bytes", [1, 7, 10, 13, 64])
+def test_pieces_read_in_parallel_number_lines_as_the_whole_file(tmp_path, monkeypatch, piece_bytes):
+    """A too-long line whose newline falls exactly at the read limit where a piece is cut: it is skipped as one
+    line, and the pieces after it keep counting lines as the whole file does."""
+    from tunehouse.data import jsonl
+
+    monkeypatch.setattr(jsonl, "MAX_LINE_BYTES", 20)
+    path = tmp_path / "lines.jsonl"
+    lines = [b'{"a":1}', b'{"long":"' + b"x" * 10 + b'"}', b'{"c":3}', b'{"d":4}', b'{"e":"' + b"y" * 30 + b'"}', b'{"f":6}']
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    whole = [(item.line, getattr(item, "value", None)) for item in jsonl.iter_json_lines(path)]
+    pieced = [
+        (item.line, getattr(item, "value", None))
+        for start, end, first in jsonl.line_ranges(path, piece_bytes)
+        for item in jsonl.iter_json_lines(path, start, end, first)
+    ]
+    assert pieced == whole
+    assert (4, {"d": 4}) in whole

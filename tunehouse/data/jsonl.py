@@ -116,7 +116,8 @@ def line_ranges(path: Path, target_bytes: int) -> list[tuple[int, int, int]]:
             end = start + len(block)
             if not block.endswith(b"\n"):
                 rest = handle.readline(MAX_LINE_BYTES + 1)
-                end += len(rest) + (_skip_rest_of_line(handle) if len(rest) > MAX_LINE_BYTES else 0)
+                too_long = len(rest) > MAX_LINE_BYTES and not rest.endswith(b"\n")  # as iter_json_lines judges it
+                end += len(rest) + (_skip_rest_of_line(handle) if too_long else 0)
                 newlines += 1
             ranges.append((start, end, line))
             start, line = end, line + newlines
