@@ -367,9 +367,13 @@ def _job_context(job: dict) -> dict:
     return context(" · ".join(parts) or "fine-tuning job")
 
 
-def milestone(text: str, fields: dict[str, str]) -> dict:
+def milestone(text: str, fields: dict[str, str], *, compact: bool = False) -> dict:
+    """A thread reply for a step of a job; `compact` (checkpoints, one an epoch) puts its fields on one small
+    line, so a long job's thread stays readable."""
     message = {"text": text.replace("*", ""), "blocks": [section(escape(text))]}
-    if fields:
+    if fields and compact:
+        message["blocks"].append(context(" · ".join(f"{escape(k)} {escape(v)}" for k, v in fields.items())))
+    elif fields:
         message["blocks"].append(
             {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{escape(k)}*\n{escape(v)}"} for k, v in list(fields.items())[:10]]}
         )

@@ -200,7 +200,8 @@ class JobPoller:
             if step.key == "end":
                 self._post_end(row, progress, step)
             else:
-                post_in_thread(self.client, channel=row["channel"], thread_ts=row["thread_ts"], **blocks.milestone(step.text, step.fields))
+                message = blocks.milestone(step.text, step.fields, compact=step.kind == "checkpoint")
+                post_in_thread(self.client, channel=row["channel"], thread_ts=row["thread_ts"], **message)
             self.services.storage.finish_claim(claim)
 
     def _post_end(self, row: dict, progress: JobProgress, step) -> None:

@@ -9,6 +9,8 @@ import sys
 
 from .settings import BotSettings
 
+SLACK_SECRETS = ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="tunehouse bot", description="Fine-tuning from Slack.")
@@ -23,6 +25,10 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("httpx", "httpx2"):
         logging.getLogger(name).setLevel(logging.WARNING)
     settings = BotSettings()
+    # Read once, then out of the environment: the embedded backend and its trainers never need Slack's
+    # secrets, and bolt, finding no token there, does not warn that the one it found goes unused.
+    for name in SLACK_SECRETS:
+        os.environ.pop(name, None)
     if not settings.slack_bot_token:
         sys.exit("SLACK_BOT_TOKEN is not set: see docs/slack.md (or `make run` for the local workspace).")
     from .app import run
