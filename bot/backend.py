@@ -16,10 +16,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
 from openai import OpenAI
+
+from tunehouse.processes import die_with_parent
 
 from .settings import BotSettings
 
@@ -67,7 +70,7 @@ def start_embedded_backend(data_dir: Path, warm_model: str | None = None) -> Bac
         stdout=subprocess.DEVNULL,
         stderr=open(log_path, "ab"),
         env={**os.environ, "TUNEHOUSE_DATA_DIR": str(data_dir)},
-        preexec_fn=_end_with_parent,
+        preexec_fn=partial(die_with_parent, signal.SIGTERM),  # the backend ends with the bot, SIGKILL too
     )
     backend = Backend(
         client=OpenAI(api_key="sk-local", base_url=f"http://127.0.0.1:{port}/v1", max_retries=3),
@@ -103,17 +106,6 @@ def _warm_up(client: OpenAI, model: str) -> None:
         )
     except Exception as error:  # a failed warm-up only means the first answer is slower
         log.warning("warming up the embedded backend: %s", error)
-
-
-def _end_with_parent() -> None:
-    """Linux: the backend gets SIGTERM when the bot's process ends, even by SIGKILL, so none is orphaned."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-PR_SET_PDEATHSIG = 1
 
 
 def _free_port() -> int:

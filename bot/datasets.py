@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bisect
 import csv
-import ctypes
 import dataclasses
 import hashlib
 import json
@@ -23,7 +22,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import sys
 import tempfile
 from array import array
 from collections import Counter, deque
@@ -47,6 +45,7 @@ from tunehouse.data.formats import JSONL, ColumnMapping, DatasetReading, SourceE
 from tunehouse.data.jsonl import line_ranges
 from tunehouse.data.leaks import find_leaks, mask_leaks
 from tunehouse.data.validate import RECOMMENDED_MIN_EXAMPLES
+from tunehouse.processes import die_with_parent
 
 __all__ = [
     "ColumnMapping",
@@ -265,12 +264,8 @@ def _pool() -> ProcessPoolExecutor | None:
 def _start_worker(encoding: str) -> None:
     """Load the tokenizer, and end with the bot however it ends: a bot killed with SIGKILL (a crash, a
     deploy) would otherwise leave its workers behind, ~80 MB each, at every restart."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    die_with_parent(signal.SIGTERM)
     TokenCounter(encoding)
-
-
-PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)

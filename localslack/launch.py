@@ -21,7 +21,10 @@ import sys
 import threading
 import time
 import webbrowser
+from functools import partial
 from pathlib import Path
+
+from tunehouse.processes import die_with_parent
 
 READY_TIMEOUT_S = 300
 STOP_TIMEOUT_S = 20
@@ -66,14 +69,6 @@ def bot_environment(slack, data_dir: Path) -> dict[str, str]:
     return env
 
 
-def _end_with_parent() -> None:
-    """The bot gets SIGTERM if this launcher dies without stopping it (Linux), so none is orphaned."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 class Bot:
     """`python -m bot` in its own session (Ctrl+C reaches it only through `stop()`), its output echoed."""
 
@@ -86,7 +81,7 @@ class Bot:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bot"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1, start_new_session=True,
-            preexec_fn=_end_with_parent,
+            preexec_fn=partial(die_with_parent, signal.SIGTERM),  # the bot ends with this launcher
         )
         threading.Thread(target=self._pump, name="bot-output", daemon=True).start()
 

@@ -80,7 +80,8 @@ def serve(
 
     import uvicorn
 
-    from .jobs.worker import die_with_parent, settings_env
+    from .jobs.worker import settings_env
+    from .processes import die_with_parent
 
     from .api.app import build_app
     from .store.keys import any_keys

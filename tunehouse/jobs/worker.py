@@ -15,7 +15,6 @@ imports the training libraries, loads the default model and waits to be told whi
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -29,6 +28,7 @@ from sqlalchemy import select, update
 
 from ..data.validate import PROMPT_COMPLETION, CHAT, FORMAT_LABELS, validate_dataset
 from ..faults import hold_point
+from ..processes import die_with_parent
 from ..services import Services
 from ..settings import Settings
 from ..store import files as file_store
@@ -54,12 +54,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env["TUNEHOUSE_DATABASE_URL"] = settings.resolved_database_url
     env["TUNEHOUSE_MODEL_CACHE_DIR"] = str(settings.resolved_model_cache_dir.resolve())
     return env
-
-
-def die_with_parent() -> None:
-    """Run in a child before exec: the kernel kills it when its parent dies (no orphaned training)."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class Worker:
