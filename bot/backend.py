@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 
 import httpx
+import openai
 from openai import OpenAI
 
 from tunehouse.processes import die_with_parent
@@ -48,6 +49,12 @@ class Backend:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+def refusal_text(error: openai.APIStatusError) -> str:
+    """The backend's own words for a refusal (the SDK's message starts with `Error code: 400 - `)."""
+    body = error.body if isinstance(error.body, dict) else {}
+    return str(body.get("message") or error.message)
 
 
 def connect_backend(settings: BotSettings) -> Backend:

@@ -18,6 +18,7 @@ import openai
 
 from tunehouse.data.costs import TOKENS_PER_MESSAGE, TokenCounter, base_model
 
+from .backend import refusal_text
 from .mrkdwn import unescape
 
 ANSWER_MAX_TOKENS = 1024
@@ -171,7 +172,7 @@ def stream_answer(
     except openai.RateLimitError:
         raise ChatFailed("The backend is busy (rate limited). Try again in a moment.") from None
     except openai.APIStatusError as error:
-        raise ChatFailed(f"The backend refused the question: {_message(error)}") from None
+        raise ChatFailed(f"The backend refused the question: {refusal_text(error)}") from None
     stats.total_s = time.perf_counter() - stats.started_at
 
 
@@ -180,11 +181,6 @@ def answer(client: openai.OpenAI, model: str, messages: list[dict], **options) -
     stats = AnswerStats()
     text = "".join(stream_answer(client, model, messages, stats, **options))
     return text, stats
-
-
-def _message(error: openai.APIStatusError) -> str:
-    body = error.body if isinstance(error.body, dict) else {}
-    return str(body.get("message") or error.message)
 
 
 # -- the rate limit ---------------------------------------------------------------------------------------

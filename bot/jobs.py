@@ -16,6 +16,8 @@ from pathlib import Path
 
 import openai
 
+from .backend import refusal_text
+
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
@@ -160,7 +162,7 @@ def create_backend_job(
             method={"type": "supervised", "supervised": {"hyperparameters": options.hyperparameters()}},
         )
     except openai.APIStatusError as error:
-        raise StartFailed(_api_message(error)) from error
+        raise StartFailed(refusal_text(error)) from error
     except openai.APIConnectionError as error:
         raise StartFailed(f"the fine-tuning backend could not be reached ({error.__class__.__name__})") from error
     return StartedJob(job_id=job.id, status=job.status)
@@ -188,11 +190,3 @@ def find_job_by_start(client: openai.OpenAI, start_id: str) -> str | None:
 
 def new_start_id() -> str:
     return uuid.uuid4().hex[:16]
-
-
-def _api_message(error: openai.APIStatusError) -> str:
-    body = error.body if isinstance(error.body, dict) else {}
-    inner = body.get("error", body) if isinstance(body, dict) else {}
-    message = inner.get("message") if isinstance(inner, dict) else None
-    return message or str(error)
-

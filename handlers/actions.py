@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import blocks, intake
+from bot.backend import refusal_text
 from bot.job_threads import start_job
 from bot.jobs import JobOptions, suffix_for_channel
 
@@ -141,6 +142,6 @@ def control_job(services, key: str, verb: str, user: str, channel: str | None) -
     try:
         getattr(jobs, verb)(job["job_id"])
     except openai.APIStatusError as error:
-        return f"The backend refused to {verb} `{job['job_id']}`: {error.message}"
+        return f"The backend refused to {verb} `{job['job_id']}`: {refusal_text(error)}"
     services.poller.wake()
     return f"`{job['job_id']}`: {verb} requested."
