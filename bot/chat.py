@@ -72,11 +72,13 @@ class AnswerStats:
 
 def channel_model(storage, channel: str, user: str | None = None, *, is_dm: bool = False) -> ChannelModel | None:
     """The channel's model: the latest one fine-tuned here or set with `/finetune use`, whichever came last;
-    in a DM without either, the latest model the person fine-tuned anywhere."""
+    in a DM without either, the latest model the person fine-tuned anywhere. Its system message is the one
+    `/finetune use` gave, else the one its training examples shared."""
     chosen = storage.channel_model(channel)
     trained = storage.latest_fine_tuned_model(channel=channel)
     if chosen and (trained is None or (chosen["set_at"] or 0) >= (trained["finished_at"] or trained["created_at"])):
-        return ChannelModel(chosen["model"], chosen["system_message"], f"set with `/finetune use` by <@{chosen['set_by']}>")
+        system_message = chosen["system_message"] or storage.model_system_message(chosen["model"])
+        return ChannelModel(chosen["model"], system_message, f"set with `/finetune use` by <@{chosen['set_by']}>")
     if trained is None and is_dm and user:
         trained = storage.latest_fine_tuned_model(user=user)
     if trained is None:

@@ -70,7 +70,7 @@ def answer_in_thread(
         if chosen is None:
             post_text(target, no_model_text(settings.base_model))
             return
-        model, system_message = chosen.model, chosen.system_message or storage.model_system_message(chosen.model)
+        model, system_message = chosen.model, chosen.system_message
     stream_and_record(services, target, model=model, system_message=system_message, turns=turns, prompt=prompt, ts=ts)
 
 

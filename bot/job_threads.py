@@ -206,20 +206,11 @@ class JobPoller:
 
     def _post_end(self, row: dict, progress: JobProgress, step) -> None:
         succeeded = step.kind == "succeeded"
-        if succeeded:
-            self._keep_system_message(row)
         message = blocks.job_end(row, step.text, step.fields, succeeded=succeeded, offer_retry=step.offer_retry)
         self.client.chat_postMessage(channel=row["channel"], thread_ts=row["thread_ts"], reply_broadcast=True, **message)
         if succeeded and progress.train_loss_series:
             self._upload_chart(row, progress)
         self._tell_starter(row, message["text"])
-
-    def _keep_system_message(self, row: dict) -> None:
-        """The system message every training example shared goes with the model, for its conversations."""
-        dataset = self.services.storage.dataset(row["dataset_id"]) if row.get("dataset_id") else None
-        system_message = ((dataset or {}).get("report") or {}).get("system_message")
-        if system_message and row.get("fine_tuned_model"):
-            self.services.storage.record_model_system_message(row["fine_tuned_model"], system_message)
 
     def _upload_chart(self, row: dict, progress: JobProgress) -> None:
         train, valid = progress.train_loss_series, progress.valid_loss_series

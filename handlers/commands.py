@@ -127,13 +127,26 @@ def _system_note(system_message: str | None) -> str:
 
 
 def _current_model(services, command) -> str:
-    chosen = channel_model(services.storage, command["channel_id"], command["user_id"], is_dm=command["channel_id"].startswith("D"))
+    chosen = _channel_model(services, command)
     if chosen is None:
         return "\n\nThis channel has no model to talk to yet."
-    return f"\n\nThis channel talks to `{blocks.escape(chosen.model)}` ({chosen.how})." + _system_note(chosen.system_message or services.storage.model_system_message(chosen.model))
+    return f"\n\nThis channel talks to `{blocks.escape(chosen.model)}` ({chosen.how})." + _system_note(chosen.system_message)
 
 
-SUBCOMMANDS = {"list": _list, "status": _status, "start": _start, "cancel": _cancel, "models": _models}
+def _channel_model(services, command):
+    """The model this command's channel talks to (in a DM, the person's latest when none is set)."""
+    channel = command["channel_id"]
+    return channel_model(services.storage, channel, command["user_id"], is_dm=channel.startswith("D"))
+
+
+def _channel_model_or_say(services, command, respond):
+    """The channel's model, or None after telling the person how to get one."""
+    chosen = _channel_model(services, command)
+    if chosen is None:
+        respond(text=mrkdwn.to_mrkdwn(no_model_text(services.settings.base_model)), response_type="ephemeral")
+    return chosen
+
+
 
 
 # -- talking to models: use, ask, compare, eval ------------------------------------------------------------
@@ -203,9 +216,8 @@ def _ask(services, command, args, respond, client) -> None:
         respond(text="The model's backend cannot be reached right now; try again in a moment.", response_type="ephemeral")
         return
     if model is None:
-        chosen = channel_model(services.storage, command["channel_id"], command["user_id"], is_dm=command["channel_id"].startswith("D"))
+        chosen = _channel_model_or_say(services, command, respond)
         if chosen is None:
-            respond(text=mrkdwn.to_mrkdwn(no_model_text(services.settings.base_model)), response_type="ephemeral")
             return
         model, system_message = chosen.model, chosen.system_message
     system_message = system_message or services.storage.model_system_message(model)
@@ -242,11 +254,8 @@ def _compare(services, command, args, respond, client) -> None:
     if not prompt:
         respond(text="What should both models answer? `/finetune compare PROMPT`", response_type="ephemeral")
         return
-    chosen = channel_model(services.storage, command["channel_id"], command["user_id"], is_dm=command["channel_id"].startswith("D"))
-    if chosen is None:
-        respond(text=mrkdwn.to_mrkdwn(no_model_text(services.settings.base_model)), response_type="ephemeral")
-        return
-    if not _allowed(services, command, respond):
+    chosen = _channel_model_or_say(services, command, respond)
+    if chosen is None or not _allowed(services, command, respond):
         return
     respond(text=":hourglass_flowing_sand: Asking both models…", response_type="ephemeral")
     respond(response_type="ephemeral", replace_original=True, **comparison(services, chosen.model, chosen.system_message, prompt))
@@ -269,11 +278,8 @@ def _eval(services, command, args, respond, client) -> None:
     if dataset is None or dataset["channel"] != channel or dataset["status"] != "ok":
         respond(text="No valid dataset to evaluate on: share one here (a held-out file is best), then `/finetune eval [DATASET]`.", response_type="ephemeral")
         return
-    chosen = channel_model(services.storage, channel, command["user_id"], is_dm=channel.startswith("D"))
-    if chosen is None:
-        respond(text=mrkdwn.to_mrkdwn(no_model_text(services.settings.base_model)), response_type="ephemeral")
-        return
-    if not _allowed(services, command, respond):
+    chosen = _channel_model_or_say(services, command, respond)
+    if chosen is None or not _allowed(services, command, respond):
         return
     respond(text=f"Evaluating `{blocks.escape(chosen.model)}` in the thread of *{blocks.escape(dataset['filename'])}*.", response_type="ephemeral")
     _evaluate_in_thread(services, client, dataset, chosen.model, command["user_id"])
@@ -322,4 +328,7 @@ def _evaluate_in_thread(services, client, dataset: dict, tuned: str, user: str) 
     )
 
 
-SUBCOMMANDS.update({"use": _use, "ask": _ask, "compare": _compare, "eval": _eval})
+SUBCOMMANDS = {
+    "list": _list, "status": _status, "start": _start, "cancel": _cancel, "models": _models,
+    "use": _use, "ask": _ask, "compare": _compare, "eval": _eval,
+}

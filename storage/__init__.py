@@ -13,14 +13,14 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
 
 CLAIM_PENDING = "pending"
 CLAIM_DONE = "done"
+JSON_COLUMNS = {"datasets": ("headers", "mapping", "report"), "jobs": ("options",)}
+"""Columns kept as JSON text: `save` encodes them, every read decodes them."""
 
 
 class Storage:
@@ -106,22 +106,8 @@ class Storage:
                 pk="channel",
                 if_not_exists=True,
             )
-            self.db["model_system_messages"].create(
-                {"model": str, "system_message": str, "recorded_at": float}, pk="model", if_not_exists=True
-            )
             self.db["chat_requests"].create({"user": str, "at": float}, if_not_exists=True)
             self.db["chat_requests"].create_index(["user", "at"], if_not_exists=True)
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite_utils.Database]:
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
 
     # -- claims: each effect once ------------------------------------------------------------------------
 
@@ -139,11 +125,6 @@ class Storage:
         with self._lock:
             self.db.execute("UPDATE claims SET state = ?, done_at = ? WHERE key = ?", [CLAIM_DONE, time.time(), key])
 
-    def release_claim(self, key: str) -> None:
-        """Give a claim back when its effect failed before anything was shown, so a redelivery may try again."""
-        with self._lock:
-            self.db.execute("DELETE FROM claims WHERE key = ? AND state = ?", [key, CLAIM_PENDING])
-
     def pending_claims(self, prefix: str) -> list[tuple[str, dict]]:
         """Effects claimed but never finished (the bot died), to finish at start-up."""
         rows = self.db.execute(
@@ -154,77 +135,72 @@ class Storage:
 
     # -- datasets ------------------------------------------------------------------------------------------
 
-    def save_dataset(self, **fields) -> dict:
-        fields.setdefault("id", "ds_" + uuid.uuid4().hex[:12])
+    # -- rows: saved by id, JSON columns encoded, read back decoded ----------------------------------------
+
+    def _save(self, table: str, id_prefix: str, fields: dict) -> str:
+        fields.setdefault("id", id_prefix + uuid.uuid4().hex[:12])
         fields.setdefault("created_at", time.time())
-        for key in ("headers", "mapping", "report"):
+        for key in JSON_COLUMNS[table]:
             if key in fields and not isinstance(fields[key], (str, type(None))):
                 fields[key] = json.dumps(fields[key])
         with self._lock:
-            self.db["datasets"].upsert(fields, pk="id", alter=True)
-        return self.dataset(fields["id"])
+            self.db[table].upsert(fields, pk="id", alter=True)
+        return fields["id"]
+
+    def _rows(self, table: str, where: str, values: list, **options) -> list[dict]:
+        rows = list(self.db[table].rows_where(where, values, **options))
+        for row in rows:
+            for key in JSON_COLUMNS[table]:
+                if row.get(key):
+                    row[key] = json.loads(row[key])
+        return rows
+
+    def _first(self, table: str, where: str, values: list, **options) -> dict | None:
+        rows = self._rows(table, where, values, limit=1, **options)
+        return rows[0] if rows else None
+
+    # -- datasets ------------------------------------------------------------------------------------------
+
+    def save_dataset(self, **fields) -> dict:
+        return self.dataset(self._save("datasets", "ds_", fields))
 
     def dataset(self, dataset_id: str) -> dict | None:
-        rows = list(self.db["datasets"].rows_where("id = ?", [dataset_id]))
-        return _decode_dataset(rows[0]) if rows else None
+        return self._first("datasets", "id = ?", [dataset_id])
 
     def dataset_for_file(self, file_id: str) -> dict | None:
-        rows = list(self.db["datasets"].rows_where("file_id = ?", [file_id], order_by="created_at", limit=1))
-        return _decode_dataset(rows[0]) if rows else None
+        return self._first("datasets", "file_id = ?", [file_id], order_by="created_at")
 
     def datasets_in_channel(self, channel: str, limit: int = 20) -> list[dict]:
-        rows = self.db["datasets"].rows_where("channel = ?", [channel], order_by="created_at desc", limit=limit)
-        return [_decode_dataset(row) for row in rows]
+        return self._rows("datasets", "channel = ?", [channel], order_by="created_at desc", limit=limit)
 
     def datasets_of_user(self, user: str, limit: int = 20) -> list[dict]:
-        rows = self.db["datasets"].rows_where("user = ?", [user], order_by="created_at desc", limit=limit)
-        return [_decode_dataset(row) for row in rows]
+        return self._rows("datasets", "user = ?", [user], order_by="created_at desc", limit=limit)
 
     def latest_valid_dataset(self, channel: str) -> dict | None:
-        rows = list(
-            self.db["datasets"].rows_where(
-                "channel = ? AND status = 'ok'", [channel], order_by="created_at desc", limit=1
-            )
-        )
-        return _decode_dataset(rows[0]) if rows else None
-
+        return self._first("datasets", "channel = ? AND status = 'ok'", [channel], order_by="created_at desc")
 
     # -- jobs: a backend job and the thread that follows it --------------------------------------------------
 
     def save_job(self, **fields) -> dict:
-        fields.setdefault("id", "job_" + uuid.uuid4().hex[:12])
-        fields.setdefault("created_at", time.time())
-        if "options" in fields and not isinstance(fields["options"], (str, type(None))):
-            fields["options"] = json.dumps(fields["options"])
-        with self._lock:
-            self.db["jobs"].upsert(fields, pk="id", alter=True)
-        return self.job(fields["id"])
+        return self.job(self._save("jobs", "job_", fields))
 
     def job(self, key: str) -> dict | None:
         """A job by the bot's id or by the backend's job id (`ftjob-...`)."""
-        rows = list(self.db["jobs"].rows_where("id = ? OR job_id = ?", [key, key], limit=1))
-        return _decode_job(rows[0]) if rows else None
+        return self._first("jobs", "id = ? OR job_id = ?", [key, key])
 
     def active_jobs(self) -> list[dict]:
         """Jobs whose thread still waits for its end: the poller follows these, after a restart too."""
-        rows = self.db["jobs"].rows_where("finished_at IS NULL AND job_id IS NOT NULL", order_by="created_at")
-        return [_decode_job(row) for row in rows]
+        return self._rows("jobs", "finished_at IS NULL AND job_id IS NOT NULL", [], order_by="created_at")
 
     def unstarted_jobs(self) -> list[dict]:
         """Starts that died before the backend's job id was stored: adopted from the backend's metadata."""
-        rows = self.db["jobs"].rows_where("finished_at IS NULL AND job_id IS NULL", order_by="created_at")
-        return [_decode_job(row) for row in rows]
+        return self._rows("jobs", "finished_at IS NULL AND job_id IS NULL", [], order_by="created_at")
 
     def jobs_in_channel(self, channel: str, limit: int = 20) -> list[dict]:
-        rows = self.db["jobs"].rows_where("channel = ?", [channel], order_by="created_at desc", limit=limit)
-        return [_decode_job(row) for row in rows]
+        return self._rows("jobs", "channel = ?", [channel], order_by="created_at desc", limit=limit)
 
     def jobs_of_user(self, user: str, limit: int = 20) -> list[dict]:
-        rows = self.db["jobs"].rows_where("user = ?", [user], order_by="created_at desc", limit=limit)
-        return [_decode_job(row) for row in rows]
-
-    def jobs_of_dataset(self, dataset_id: str) -> list[dict]:
-        return [_decode_job(row) for row in self.db["jobs"].rows_where("dataset_id = ?", [dataset_id], order_by="created_at")]
+        return self._rows("jobs", "user = ?", [user], order_by="created_at desc", limit=limit)
 
     # -- conversations with models: the bot's own record of each turn ---------------------------------------
 
@@ -260,24 +236,19 @@ class Storage:
     def latest_fine_tuned_model(self, *, channel: str | None = None, user: str | None = None) -> dict | None:
         """The newest succeeded job's row, in a channel or of a user."""
         where, value = ("channel = ?", channel) if channel is not None else ("user = ?", user)
-        rows = list(self.db["jobs"].rows_where(
-            f"{where} AND fine_tuned_model IS NOT NULL AND status = 'succeeded'", [value],
-            order_by="coalesce(finished_at, created_at) desc", limit=1))
-        return _decode_job(rows[0]) if rows else None
+        return self._first(
+            "jobs", f"{where} AND fine_tuned_model IS NOT NULL AND status = 'succeeded'", [value],
+            order_by="coalesce(finished_at, created_at) desc",
+        )
 
     def job_of_model(self, model: str) -> dict | None:
-        rows = list(self.db["jobs"].rows_where("fine_tuned_model = ?", [model], limit=1))
-        return _decode_job(rows[0]) if rows else None
-
-    def record_model_system_message(self, model: str, system_message: str) -> None:
-        with self._lock:
-            self.db["model_system_messages"].upsert(
-                {"model": model, "system_message": system_message, "recorded_at": time.time()}, pk="model"
-            )
+        return self._first("jobs", "fine_tuned_model = ?", [model])
 
     def model_system_message(self, model: str) -> str | None:
-        rows = list(self.db["model_system_messages"].rows_where("model = ?", [model]))
-        return rows[0]["system_message"] if rows else None
+        """The system message every training example of `model` shared, from its dataset's report."""
+        job = self.job_of_model(model)
+        dataset = self.dataset(job["dataset_id"]) if job and job.get("dataset_id") else None
+        return ((dataset or {}).get("report") or {}).get("system_message")
 
     def record_chat_request(self, user: str, at: float) -> None:
         with self._lock:
@@ -289,15 +260,3 @@ class Storage:
         rows = self.db.execute("SELECT at FROM chat_requests WHERE user = ? AND at >= ? ORDER BY at", [user, since])
         return [at for (at,) in rows.fetchall()]
 
-
-def _decode_job(row: dict) -> dict:
-    if row.get("options"):
-        row["options"] = json.loads(row["options"])
-    return row
-
-
-def _decode_dataset(row: dict) -> dict:
-    for key in ("headers", "mapping", "report"):
-        if row.get(key):
-            row[key] = json.loads(row[key])
-    return row

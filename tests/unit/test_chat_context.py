@@ -43,9 +43,10 @@ def test_everything_fits_in_a_large_window():
 
 def test_channel_model_is_the_latest_of_trained_and_chosen(storage):
     assert channel_model(storage, "C1") is None
+    dataset = storage.save_dataset(channel="C1", report={"system_message": "Answer in French."})
     with freeze_time("2026-01-01 10:00:00"):
-        storage.save_job(channel="C1", user="U1", status="succeeded", fine_tuned_model="ft:a", finished_at=time.time(), job_id="ftjob-1")
-    storage.record_model_system_message("ft:a", "Answer in French.")
+        storage.save_job(channel="C1", user="U1", status="succeeded", fine_tuned_model="ft:a", finished_at=time.time(),
+                         job_id="ftjob-1", dataset_id=dataset["id"])
     chosen = channel_model(storage, "C1")
     assert (chosen.model, chosen.system_message) == ("ft:a", "Answer in French.")
     with freeze_time("2026-01-01 11:00:00"):
