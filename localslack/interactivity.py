@@ -325,6 +325,8 @@ class Interactions:
             if not view_id:
                 raise SlackError("invalid_arguments")
             previous = self._view(view_id)
+            if previous["type"] == "modal" and not any(view_id in s for s in self.ws.modal_stacks.values()):
+                raise SlackError("not_found")  # as Slack answers for a modal already submitted or closed
             if hash and hash != previous["hash"]:
                 raise SlackError("hash_conflict")
             view = self._new_view(spec, previous)

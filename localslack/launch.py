@@ -32,18 +32,12 @@ PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "http
 
 
 def slack_tokens(env_file: Path) -> dict[str, str]:
-    """SLACK_BOT_TOKEN / SLACK_APP_TOKEN from the environment, else from `.env` (as the bot reads them)."""
-    from_file: dict[str, str | None] = {}
-    if env_file.is_file():
-        from dotenv import dotenv_values
+    """SLACK_BOT_TOKEN / SLACK_APP_TOKEN as the bot will read them (the environment, else `.env`)."""
+    from bot.settings import BotSettings
 
-        from_file = dotenv_values(env_file)
-    tokens = {}
-    for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"):
-        value = os.environ.get(name) or from_file.get(name)
-        if value:
-            tokens[name] = value
-    return tokens
+    settings = BotSettings(_env_file=env_file)
+    found = {"SLACK_BOT_TOKEN": settings.secret("slack_bot_token"), "SLACK_APP_TOKEN": settings.secret("slack_app_token")}
+    return {name: value for name, value in found.items() if value}
 
 
 def find_manifest(given: str | None) -> Path | None:

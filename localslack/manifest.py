@@ -32,7 +32,7 @@ DEFAULT_BOT_EVENTS = (
 )
 ALL_SCOPES = (
     "app_mentions:read", "assistant:write", "channels:history", "channels:read", "chat:write", "commands",
-    "files:read", "files:write", "groups:history", "groups:read", "im:history", "im:read", "mpim:history",
+    "files:read", "files:write", "groups:history", "groups:read", "im:history", "im:read", "im:write", "mpim:history",
     "mpim:read", "reactions:read", "reactions:write", "users:read",
 )
 

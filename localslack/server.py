@@ -140,6 +140,7 @@ class LocalSlack:
         if self._thread is not None:
             self._thread.join(10)
         self._thread = None
+        self.workspace.save()  # what the last half second changed
 
     @property
     def stopping(self) -> bool:

@@ -245,3 +245,6 @@ def test_views_hash_conflict_external_id_and_push_limit(slack: LocalSlack, clien
         client.views_open(trigger_id=trigger(), view=long_title)
     assert caught.value.response["error"] == "invalid_arguments"
     assert "[json-pointer:/view/title/text]" in caught.value.response["response_metadata"]["messages"][0]
+    slack.close_view(view["id"], "alice")
+    with pytest.raises(SlackApiError, match="not_found"):  # a closed modal cannot be updated any more
+        client.views_update(view_id=view["id"], view={**modal, "external_id": ""})
