@@ -9,7 +9,7 @@ from .costs import CPU_TOKENS_PER_SECOND_FP32, CPU_TOKENS_PER_SECOND_NATIVE_BF16
 from .render import render_example
 from .validate import DatasetReport
 
-__all__ = ["DatasetStats", "auto_epochs", "compute_stats", "cpu_training_tokens_per_second"]
+__all__ = ["DatasetStats", "compute_stats", "cpu_training_tokens_per_second"]
 
 
 def cpu_training_tokens_per_second() -> float:

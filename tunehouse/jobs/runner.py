@@ -97,7 +97,7 @@ def run_job(services: Services, job_id: str, preloaded: Preloaded | None = None)
         on_checkpoint=lambda step, path, metrics: _on_checkpoint(services, job, step, path, metrics),
         should_stop=lambda: _should_stop(services, job_id),
     )
-    base = preloaded.base if preloaded is not None and preloaded.model_dir == model_path else None
+    base = preloaded.take(model_path) if preloaded is not None else None
     result = run(config, train_set, valid_set, hooks, base=base)
     if result.stopped:
         return
@@ -249,6 +249,12 @@ class Preloaded:
     model_dir: Path
     base: object
     """`load_base(model_dir)`, unchanged until a job trains it."""
+
+    def take(self, model_dir: Path) -> object | None:
+        """The loaded base if the job trains `model_dir`; either way this process lets go of it, so a job on
+        another model does not keep the default's ~540 MB of weights for nothing."""
+        base, self.base = self.base, None
+        return base if self.model_dir == model_dir else None
 
 
 def preload(settings: Settings) -> Preloaded | None:

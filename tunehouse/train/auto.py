@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..data.stats import auto_epochs
+from ..data.costs import auto_epochs
 
 BASE_LEARNING_RATE = 1e-3
 """LoRA peak learning rate at `learning_rate_multiplier` 1.0."""
