@@ -207,40 +207,50 @@ def _mapping_needed(report: IntakeReport, dataset_id: str) -> dict:
     }
 
 
-# -- the column-mapping modal ------------------------------------------------------------------------------
+# -- modals ----------------------------------------------------------------------------------------------
 
 MAP_COLUMNS_VIEW = "map_columns"
-NO_SYSTEM = "__none__"
+OPTIONS_VIEW = "job_options"
+
+
+def _modal(callback_id: str, dataset_id: str, title: str, submit: str, blocks: list[dict]) -> dict:
+    """A modal about one dataset (its id rides along in `private_metadata` to the submission)."""
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "private_metadata": dataset_id,
+        "title": {"type": "plain_text", "text": title},
+        "submit": {"type": "plain_text", "text": submit},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": blocks,
+    }
+
+
+def _options(values: list[str]) -> list[dict]:
+    """A select's options, within Slack's limits (100 options, 75-character labels, 150-character values)."""
+    return [
+        {"text": {"type": "plain_text", "text": _fit(v or "(empty header)", 75)}, "value": v[:150]} for v in values[:100]
+    ]
+
+
+def _select(block_id: str, label: str, options: list[dict], *, optional: bool = False, initial: dict | None = None) -> dict:
+    element = {"type": "static_select", "action_id": "value", "options": options}
+    if initial:
+        element["initial_option"] = initial
+    return {
+        "type": "input", "block_id": block_id, "optional": optional, "element": element,
+        "label": {"type": "plain_text", "text": label},
+    }
 
 
 def map_columns_modal(dataset_id: str, filename: str, headers: list[str]) -> dict:
-    def options(values: list[str]) -> list[dict]:
-        return [{"text": {"type": "plain_text", "text": _fit(v or "(empty header)", 75)}, "value": v[:150]} for v in values]
-
-    def select(block_id: str, label: str, choices: list[dict], optional: bool = False) -> dict:
-        return {
-            "type": "input",
-            "block_id": block_id,
-            "optional": optional,
-            "label": {"type": "plain_text", "text": label},
-            "element": {"type": "static_select", "action_id": "value", "options": choices[:100]},
-        }
-
-    header_options = options(headers)
-    return {
-        "type": "modal",
-        "callback_id": MAP_COLUMNS_VIEW,
-        "private_metadata": dataset_id,
-        "title": {"type": "plain_text", "text": "Map columns"},
-        "submit": {"type": "plain_text", "text": "Convert"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            section(f"Which columns of *{escape(filename)}* hold what the model is asked, and what it should answer?"),
-            select("prompt", "Prompt (what the user says)", header_options),
-            select("completion", "Completion (the answer to learn)", header_options),
-            select("system", "System message (optional)", header_options, optional=True),
-        ],
-    }
+    columns = _options(headers)
+    return _modal(MAP_COLUMNS_VIEW, dataset_id, "Map columns", "Convert", [
+        section(f"Which columns of *{escape(filename)}* hold what the model is asked, and what it should answer?"),
+        _select("prompt", "Prompt (what the user says)", columns),
+        _select("completion", "Completion (the answer to learn)", columns),
+        _select("system", "System message (optional)", columns, optional=True),
+    ])
 
 
 # -- lists: /finetune list and the App Home tab ---------------------------------------------------------
@@ -273,11 +283,6 @@ def home_view(datasets: list[dict], jobs: list[dict]) -> dict:
     }
 
 
-# -- the Options modal -------------------------------------------------------------------------------------
-
-OPTIONS_VIEW = "job_options"
-
-
 def options_modal(dataset_id: str, filename: str, models: list[str], default_model: str, suffix: str | None) -> dict:
     def text_input(block_id: str, label: str, placeholder: str, hint: str, initial: str | None = None) -> dict:
         element = {"type": "plain_text_input", "action_id": "value", "placeholder": {"type": "plain_text", "text": placeholder}}
@@ -288,29 +293,17 @@ def options_modal(dataset_id: str, filename: str, models: list[str], default_mod
             "label": {"type": "plain_text", "text": label}, "hint": {"type": "plain_text", "text": hint},
         }
 
-    ordered = [default_model] + [m for m in models if m != default_model]
-    model_options = [{"text": {"type": "plain_text", "text": _fit(m, 75)}, "value": m[:150]} for m in ordered[:100]]
-    return {
-        "type": "modal",
-        "callback_id": OPTIONS_VIEW,
-        "private_metadata": dataset_id,
-        "title": {"type": "plain_text", "text": "Fine-tuning options"},
-        "submit": {"type": "plain_text", "text": "Start"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            section(f"Fine-tune on *{escape(filename)}*. Empty fields stay on `auto`: the backend chooses."),
-            {
-                "type": "input", "block_id": "base_model", "label": {"type": "plain_text", "text": "Base model"},
-                "element": {"type": "static_select", "action_id": "value", "options": model_options, "initial_option": model_options[0]},
-            },
-            text_input("n_epochs", "Epochs", "auto", "1 to 50; more epochs learn the examples more closely."),
-            text_input("learning_rate_multiplier", "Learning-rate multiplier", "auto", "0.01 to 10."),
-            text_input("batch_size", "Batch size", "auto", "1 to 256."),
-            text_input("suffix", "Model name suffix", "e.g. support-bot", "Added to the fine-tuned model's name.", suffix),
-            text_input("validation_share", "Validation share (%)", "0", "Held out to measure validation loss; the same examples every time."),
-            text_input("seed", "Seed", "random", "The same seed and data give the same job."),
-        ],
-    }
+    models = _options([default_model] + [m for m in models if m != default_model])
+    return _modal(OPTIONS_VIEW, dataset_id, "Fine-tuning options", "Start", [
+        section(f"Fine-tune on *{escape(filename)}*. Empty fields stay on `auto`: the backend chooses."),
+        _select("base_model", "Base model", models, initial=models[0]),
+        text_input("n_epochs", "Epochs", "auto", "1 to 50; more epochs learn the examples more closely."),
+        text_input("learning_rate_multiplier", "Learning-rate multiplier", "auto", "0.01 to 10."),
+        text_input("batch_size", "Batch size", "auto", "1 to 256."),
+        text_input("suffix", "Model name suffix", "e.g. support-bot", "Added to the fine-tuned model's name.", suffix),
+        text_input("validation_share", "Validation share (%)", "0", "Held out to measure validation loss; the same examples every time."),
+        text_input("seed", "Seed", "random", "The same seed and data give the same job."),
+    ])
 
 
 # -- a job's thread: the status message, milestones, the end ----------------------------------------------
