@@ -122,7 +122,7 @@ def test_a_slow_answer_is_retried_with_http_timeout() -> None:
         slack.wait_for(lambda: len(seen) == 2, timeout=5)
         assert seen[0] == seen[1]
         assert retry_headers(receiver)[:2] == [(None, None), ("1", "http_timeout")]
-        assert [d.status for d in slack.deliveries][:2] == ["timeout", "acked"]
+        assert slack.wait_for(lambda: [d.status for d in slack.deliveries][:2] == ["timeout", "acked"])
     finally:
         slack.stop()
         receiver.close()
