@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tunehouse.data.jsonl import check_jsonl_objects
+from tunehouse.data import validate
 from tunehouse.data.validate import CHAT, PREFERENCE, PROMPT_COMPLETION, validate_dataset
 
 CHAT_LINE = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
@@ -146,3 +147,30 @@ def test_deeply_nested_and_huge_lines_are_problems_not_crashes(tmp_path, monkeyp
     report = validate_dataset(write(tmp_path, '{"prompt": "' + "x" * 5000 + '", "completion": "y"}\n' + lines(CHAT_LINE)))
     assert (report.problems[0].line, report.problems[0].code) == (1, "line_too_long")
     assert len(report.examples) == 1 and report.examples[0].line == 2
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        CHAT_LINE,
+        {"messages": [{"role": "developer", "content": "be brief"}, *CHAT_LINE["messages"]]},
+        {"messages": [{"role": "user", "content": "hi"}]},
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]},
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ["hello"]}]},
+        {"messages": [{"role": "tool", "content": "42"}, {"role": "assistant", "content": "ok"}]},
+        {"messages": [{"role": "narrator", "content": "once"}, {"role": "assistant", "content": "ok"}]},
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok", "weight": 2}]},
+        {"messages": CHAT_LINE["messages"], "notes": "extra"},
+        {"messages": []},
+        {"messages": "hi"},
+    ],
+)
+def test_the_shortcut_for_plain_chat_accepts_only_what_the_full_checks_accept(record):
+    """`plainly_valid_chat` settles most lines of a chat file without the full checks: anything it accepts
+    must pass them, and anything they refuse it must leave to them."""
+    full = validate._unknown_keys(record, validate.CHAT_KEYS, 1, "example_unrecognized_key")
+    full += validate._check_messages(record.get("messages"), 1, require_assistant=True)
+    full += validate._check_tools(record, 1)
+    if validate.plainly_valid_chat(record):
+        assert full == []
+    assert (validate.check_chat(record, 1) == []) == (full == [])

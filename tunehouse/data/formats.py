@@ -36,6 +36,7 @@ from .validate import (
     RecordChecker,
     check_chat,
     detect_format,
+    plainly_valid_chat,
     unknown_keys,
 )
 
@@ -420,6 +421,8 @@ def _decoded_chunks(handle) -> Iterator[str]:
 
 def convert_record(value: object, position: int, checker: RecordChecker, line_text: str | None = None) -> SourceExample:
     """Check a JSON record with the shared checks and turn it into a chat example."""
+    if checker.format == CHAT and type(value) is dict and plainly_valid_chat(value):
+        return SourceExample(position, value, line_text=line_text)  # most lines of a chat file, settled at once
     ignored: tuple[str, ...] = ()
     if isinstance(value, dict):
         from_format = detect_format(value)

@@ -195,7 +195,7 @@ def detect_format(record: dict) -> str | None:
 _PLAIN_ROLES = frozenset(("system", "developer", "user", "assistant"))
 
 
-def _plainly_valid(record: dict) -> bool:
+def plainly_valid_chat(record: dict) -> bool:
     """The common example settled in one pass (a third of the full checks' time): only `messages`, each
     exactly a role other than `tool` and non-empty string content, one of them the assistant's. Everything
     this accepts, the full checks accept; anything else goes through them."""
@@ -214,7 +214,7 @@ def _plainly_valid(record: dict) -> bool:
 
 
 def check_chat(record: dict, line: int) -> list[Problem]:
-    if _plainly_valid(record):
+    if plainly_valid_chat(record):
         return []
     problems = _unknown_keys(record, CHAT_KEYS, line, "example_unrecognized_key")
     problems += _check_messages(record.get("messages"), line, require_assistant=True)
