@@ -34,6 +34,10 @@ from .settings import BotSettings
 
 log = logging.getLogger("tunehouse.bot")
 
+SOCKET_PING_INTERVAL_S = 3
+"""slack_sdk's client finds a dead socket by its pings: stale after 4 unanswered, given up after 5 failed
+sends, then replaced. Its default 10 s left a cut connection unnoticed for about a minute."""
+
 
 @dataclass
 class Services:
@@ -94,7 +98,7 @@ def run(settings: BotSettings, *, http: bool = False, host: str = "127.0.0.1", p
 def _run_socket_mode(app: App, settings: BotSettings) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    handler = SocketModeHandler(app, settings.secret("slack_app_token"))
+    handler = SocketModeHandler(app, settings.secret("slack_app_token"), ping_interval=SOCKET_PING_INTERVAL_S)
     handler.connect()
     log.info("ready: connected to Slack in Socket Mode through %s", settings.slack_api_url)
     stop = threading.Event()

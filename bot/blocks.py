@@ -25,6 +25,13 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def elsewhere_text(channels: list[str]) -> str:
+    """Why the bot declines in a channel it was not set to work in, and where it does work."""
+    places = ", ".join(f"<#{channel}>" for channel in channels)
+    return (f"I only work in {places} (this workspace's choice). Share datasets, mention me and use `/finetune` "
+            "there, or in a direct message with me.")
+
+
 def section(text: str) -> dict:
     return {"type": "section", "text": {"type": "mrkdwn", "text": _fit(text, SECTION_LIMIT)}}
 

@@ -87,6 +87,18 @@ def channel_model(storage, channel: str, user: str | None = None, *, is_dm: bool
     return ChannelModel(model, storage.model_system_message(model), "fine-tuned here")
 
 
+def usable_in(storage, model: str, channel: str, user: str) -> bool:
+    """A model fine-tuned in one conversation answers there (it may repeat what was shared there) and in the
+    direct messages of whoever started it; models the bot did not tune (base models) answer anywhere."""
+    job = storage.job_of_model(model)
+    return job is None or job["channel"] == channel or (channel.startswith("D") and job["user"] == user)
+
+
+def elsewhere_model_text(model: str) -> str:
+    return (f"`{model}` was fine-tuned in another conversation: it answers only there (and in direct messages with "
+            "whoever started it), so that what was shared there stays there.")
+
+
 def base_of(model: str, storage, default: str) -> str:
     """The base a tuned model was trained from (its job's, else the name's `ft:BASE:...`), for comparisons."""
     job = storage.job_of_model(model)

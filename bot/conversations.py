@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from slack_sdk import WebClient
+from tunehouse.faults import hold_point
 
 from .chat import (
     AnswerStats,
@@ -93,6 +94,8 @@ def stream_and_record(
         for delta in stream_answer(services.backend.client, model, messages, AnswerStats(), max_tokens=max_tokens):
             said.append(delta)
             yield delta
+            if len(said) == 5:
+                hold_point("bot.answering")
 
     try:
         write_answer(target, deltas())

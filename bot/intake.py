@@ -11,10 +11,19 @@ from pathlib import Path
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from tunehouse.faults import hold_point
 
 from . import blocks
 from .datasets import ColumnMapping, IntakeLimits, IntakeReport, analyse, drop_bad, write_error_report
-from .slack_ops import DownloadRefused, download, post_in_thread, shared_file, upload_to_thread
+from .slack_ops import (
+    DownloadRefused,
+    conversation_gone,
+    download,
+    post_in_thread,
+    shared_file,
+    tell_directly,
+    upload_to_thread,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +44,42 @@ def receive(services, client: WebClient, *, file_info: dict, channel: str, threa
     payload = {"file": file_info, "channel": channel, "thread_ts": thread_ts, "user": user, "team": team}
     if not services.storage.claim(key, payload):
         return
-    _answer(services, client, **payload)
+    _answer_where_possible(services, client, payload)
     services.storage.finish_claim(key)
 
 
 def resume_pending(services, client: WebClient) -> None:
-    """Finish the reports a previous run claimed and never posted (it was killed half way)."""
+    """Finish the reports a previous run claimed and never posted (it was killed half way). One that fails
+    again stays claimed for the next start; the bot starts anyway."""
     for key, payload in services.storage.pending_claims(FILE_CLAIM):
         known = services.storage.dataset_for_file(payload["file"]["id"])
-        if not (known and known.get("report_ts")):
-            log.info("finishing the report on %s, left unfinished by the last run", payload["file"]["id"])
-            _answer(services, client, **payload)
+        try:
+            if not (known and known.get("report_ts")):
+                log.info("finishing the report on %s, left unfinished by the last run", payload["file"]["id"])
+                _answer_where_possible(services, client, payload)
+        except Exception:
+            log.exception("could not finish the report on %s; the next start tries again", payload["file"]["id"])
+            continue
         services.storage.finish_claim(key)
+
+
+def _answer_where_possible(services, client: WebClient, payload: dict) -> None:
+    """The report in the file's thread; if the bot can no longer post there (removed from the channel, the
+    channel archived), a direct message to whoever shared the file says so."""
+    try:
+        _answer(services, client, **payload)
+    except SlackApiError as error:
+        if not conversation_gone(error):
+            raise
+        name = shared_file(payload["file"]).name
+        log.warning("no report on %s: Slack answered %s in %s", name, error.response["error"], payload["channel"])
+        if payload["user"]:
+            tell_directly(
+                client, payload["user"],
+                f"I could not answer about *{blocks.escape(name)}* in <#{payload['channel']}>: I am not in that "
+                f"channel any more (Slack said `{error.response['error']}`). Invite me back and share it again, or "
+                "share it here.",
+            )
 
 
 def _answer(services, client: WebClient, *, file: dict, channel: str, thread_ts: str, user: str, team: str) -> None:
@@ -61,6 +94,7 @@ def _answer(services, client: WebClient, *, file: dict, channel: str, thread_ts:
     except DownloadRefused as refusal:
         post_in_thread(client, channel=channel, thread_ts=thread_ts, text=f":warning: {refusal}")
         return
+    hold_point("bot.downloaded")
     kept = folder / "source"
     source.replace(kept)
     dataset = services.storage.save_dataset(

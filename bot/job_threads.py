@@ -15,6 +15,7 @@ from pathlib import Path
 
 import openai
 from slack_sdk import WebClient
+from tunehouse.faults import hold_point
 from slack_sdk.errors import SlackApiError
 
 from . import blocks
@@ -28,7 +29,7 @@ from .jobs import (
     new_start_id,
 )
 from .progress import TERMINAL, Cadence, Coalescer, JobProgress, new_events, status_line
-from .slack_ops import post_in_thread
+from .slack_ops import conversation_gone, post_in_thread, tell_directly
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def start_job(
     """Start one job on a dataset. Without `again`, a dataset gets one job however many clicks or deliveries
     arrive; returns the job row, or None when this start was a repeat of one already under way."""
     start_id = new_start_id()
-    claim = f"start:{dataset['id']}" + (f":{start_id}" if again else "")
+    claim = START_CLAIM + dataset["id"] + (f":{start_id}" if again else "")
     if not services.storage.claim(claim, {"start_id": start_id}):
         return None
     row = services.storage.save_job(
@@ -65,25 +66,39 @@ def start_job(
         _update(client, finished, blocks.job_start_failed(finished, str(failure)))
         services.storage.finish_claim(claim)
         return finished
+    hold_point("bot.job_created")
     row = services.storage.save_job(id=row["id"], job_id=started.job_id, status=started.status)
     services.storage.finish_claim(claim)
     services.poller.wake()
     return row
 
 
+START_CLAIM = "start:"
+
+
 def adopt_unstarted(services, client: WebClient) -> None:
     """Starts that a crash cut between `jobs.create` and storing its id: find the job by its metadata and
-    follow it; a start that never reached the backend is reported as not started."""
-    for row in services.storage.unstarted_jobs():
+    follow it; a start that never reached the backend is reported as not started, and its dataset's
+    Fine-tune button works again."""
+    storage = services.storage
+    for key, payload in storage.pending_claims(START_CLAIM):
+        if storage.job_of_start(payload.get("start_id", "")) is None:
+            storage.release_claim(key)  # the crash came before the job's row: nothing was started
+    for row in storage.unstarted_jobs():
         try:
             job_id = find_job_by_start(services.backend.client, row["start_id"]) if row.get("start_id") else None
         except Exception:  # the backend is still starting or down: the next start-up tries again
             log.exception("could not look for the job of start %s", row.get("start_id"))
             continue
+        claims = [START_CLAIM + row["dataset_id"], f"{START_CLAIM}{row['dataset_id']}:{row.get('start_id')}"]
         if job_id:
             log.info("adopted %s, created before the last run stopped", job_id)
             services.storage.save_job(id=row["id"], job_id=job_id)
+            for claim in claims:
+                storage.finish_claim(claim)
             continue
+        for claim in claims:
+            storage.release_claim(claim)
         finished = services.storage.save_job(
             id=row["id"], status="failed", error="the bot stopped before the job was created", finished_at=time.time()
         )
@@ -131,11 +146,11 @@ class JobPoller:
             now = time.time()
             for row in self.services.storage.active_jobs():
                 if self._next_poll.get(row["id"], 0) <= now:
-                    self._poll(row)
+                    self._follow(row)
             for key in self._coalescer.due(time.time()):
                 row = self.services.storage.job(key)
                 if row and not row.get("finished_at"):
-                    self._poll(row)  # a fresh look first: the update shows the job as it is now
+                    self._follow(row)  # a fresh look first: the update shows the job as it is now
             self._wake.wait(self._sleep_time())
             self._wake.clear()
 
@@ -147,6 +162,15 @@ class JobPoller:
         if not upcoming:
             return IDLE_POLL_S
         return min(IDLE_POLL_S, max(0.05, min(upcoming) - time.time()))
+
+    def _follow(self, row: dict) -> None:
+        """One job's turn; whatever goes wrong with it (Slack refusing a post after its retries) is tried again
+        later, and never stops the thread that follows every other job."""
+        try:
+            self._poll(row)
+        except Exception:
+            log.exception("following %s; trying again shortly", row["id"])
+            self._next_poll[row["id"]] = time.time() + self._cadence.setdefault(row["id"], Cadence()).after_error()
 
     def _poll(self, row: dict) -> None:
         key = row["id"]
@@ -197,17 +221,28 @@ class JobPoller:
             claim = f"milestone:{row['id']}:{step.key}"
             if not self.services.storage.claim(claim):
                 continue
-            if step.key == "end":
-                self._post_end(row, progress, step)
-            else:
-                message = blocks.milestone(step.text, step.fields, compact=step.kind == "checkpoint")
-                post_in_thread(self.client, channel=row["channel"], thread_ts=row["thread_ts"], **message)
+            try:
+                if step.key == "end":
+                    self._post_end(row, progress, step)
+                else:
+                    message = blocks.milestone(step.text, step.fields, compact=step.kind == "checkpoint")
+                    post_in_thread(self.client, channel=row["channel"], thread_ts=row["thread_ts"], **message)
+            except SlackApiError as error:
+                if not conversation_gone(error):
+                    self.services.storage.release_claim(claim)  # posted at the next turn
+                    raise
+                log.warning("%s of %s not posted: Slack answered %s", step.key, row["id"], error.response["error"])
             self.services.storage.finish_claim(claim)
 
     def _post_end(self, row: dict, progress: JobProgress, step) -> None:
         succeeded = step.kind == "succeeded"
         message = blocks.job_end(row, step.text, step.fields, succeeded=succeeded, offer_retry=step.offer_retry)
-        self.client.chat_postMessage(channel=row["channel"], thread_ts=row["thread_ts"], reply_broadcast=True, **message)
+        try:
+            self.client.chat_postMessage(channel=row["channel"], thread_ts=row["thread_ts"], reply_broadcast=True, **message)
+        except SlackApiError as error:
+            if conversation_gone(error):
+                self._tell_starter(row, message["text"])  # the starter still hears of it
+            raise
         if succeeded and progress.train_loss_series:
             self._upload_chart(row, progress)
         self._tell_starter(row, message["text"])
@@ -228,11 +263,10 @@ class JobPoller:
         if not row.get("user"):
             return
         try:
-            channel = self.client.conversations_open(users=row["user"])["channel"]["id"]
             link = self.client.chat_getPermalink(channel=row["channel"], message_ts=row["thread_ts"]).get("permalink")
-            self.client.chat_postMessage(channel=channel, text=text + (f"\n<{link}|The job's thread>" if link else ""))
-        except SlackApiError as error:
-            log.warning("could not tell %s that %s ended: %s", row["user"], row["job_id"], error.response.get("error"))
+        except SlackApiError:  # the thread is out of the bot's reach: the news goes without its link
+            link = None
+        tell_directly(self.client, row["user"], text + (f"\n<{link}|The job's thread>" if link else ""))
 
     def _forget(self, key: str) -> None:
         self._progress.pop(key, None)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import openai
 
+from tunehouse.faults import hold_point
+
 from .backend import refusal_text
 
 log = logging.getLogger(__name__)
@@ -148,6 +150,7 @@ def create_backend_job(
     try:
         with open(train_path, "rb") as handle:
             training_file = client.files.create(file=(f"{stem}.jsonl", handle), purpose="fine-tune")
+        hold_point("bot.training_file_created")
         validation_file = None
         if valid_path is not None:
             with open(valid_path, "rb") as handle:

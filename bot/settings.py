@@ -44,7 +44,8 @@ class BotSettings(BaseSettings):
     allowed_channels: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=AliasChoices("SLACK_ALLOWED_CHANNELS")
     )
-    """Channel ids (comma-separated) where the bot works; empty: wherever it is invited."""
+    """Channel ids (comma-separated) where the bot works, declining politely elsewhere; empty: wherever it is
+    invited. Direct messages with the bot always work."""
 
     data_dir: Path = Field(default=Path("tunehouse-data"), validation_alias=AliasChoices("TUNEHOUSE_DATA_DIR"))
     """The bot's state (`bot.db`, datasets) and the embedded backend's data (`backend/`)."""
@@ -99,6 +100,10 @@ class BotSettings(BaseSettings):
     def slack_hosts(self) -> set[str]:
         """Hosts the bot token may be sent to: Slack's own, and the configured Web API's."""
         return {urlparse(self.slack_api_url).hostname or ""}
+
+    def works_in(self, channel: str) -> bool:
+        """Whether the bot works in `channel`: any when no channels are listed; a direct message always."""
+        return not self.allowed_channels or channel in self.allowed_channels or channel.startswith("D")
 
     def secret(self, name: str) -> str:
         value = getattr(self, name)

@@ -17,6 +17,9 @@ from slack_sdk.errors import SlackApiError
 log = logging.getLogger(__name__)
 
 SLACK_FILE_HOST_SUFFIX = ".slack.com"
+GONE_ERRORS = ("not_in_channel", "channel_not_found", "is_archived", "is_inactive")
+"""Slack's answers when the bot can no longer post in a conversation: it was removed, or the channel was
+deleted or archived. Trying again will not help."""
 DOWNLOAD_TIMEOUT_S = 60
 
 
@@ -125,6 +128,18 @@ def post_in_thread(client: WebClient, *, channel: str, thread_ts: str, text: str
         log.error("Slack refused a message's blocks (%s); posting its text alone", error.response.get("error"))
         response = client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
     return response["ts"]
+
+
+def conversation_gone(error: SlackApiError) -> bool:
+    return error.response.get("error") in GONE_ERRORS
+
+
+def tell_directly(client: WebClient, user: str, text: str) -> None:
+    """A direct message from the bot, for what could not be said where it belonged; logged if that fails too."""
+    try:
+        client.chat_postMessage(channel=user, text=text)
+    except SlackApiError as error:
+        log.warning("could not tell %s directly: %s", user, error.response.get("error"))
 
 
 def _megabytes(size: int) -> str:

@@ -10,10 +10,11 @@ from slack_bolt import App
 
 from bot.job_threads import adopt_unstarted
 
-from . import actions, commands, files, home, messages, views
+from . import actions, channels, commands, files, home, messages, views
 
 
 def register(app: App, services) -> None:
+    channels.register(app, services)  # first: the channels where the bot works
     files.register(app, services)  # before messages: the `file_share` subtype is a message too
     messages.register(app, services)
     commands.register(app, services)
@@ -25,4 +26,5 @@ def register(app: App, services) -> None:
 def resume_unfinished(app: App, services) -> None:
     """Finish what the last run claimed and did not complete (it was killed half way)."""
     files.resume(app, services)
+    messages.resume(app, services)
     adopt_unstarted(services, app.client)

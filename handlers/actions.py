@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot import blocks, intake
 from bot.backend import refusal_text
+from bot.chat import usable_in
 from bot.job_threads import start_job
 from bot.jobs import JobOptions, suffix_for_channel
 
@@ -63,7 +64,8 @@ def register(app: App, services) -> None:
         # (a busy backend can take longer than that to list them).
         opened = client.views_open(trigger_id=body["trigger_id"], view=modal([]))["view"]
         try:
-            models = sorted(model.id for model in services.backend.client.models.list())
+            listed = services.backend.client.models.list()
+            models = sorted(m.id for m in listed if usable_in(services.storage, m.id, dataset["channel"], body["user"]["id"]))
         except openai.OpenAIError:
             return
         try:

@@ -19,6 +19,8 @@ from bot.chat import (
     channel_model,
     compare,
     context_window,
+    elsewhere_model_text,
+    usable_in,
     within_rate_limit,
 )
 from bot.chat_blocks import compare_message
@@ -184,6 +186,8 @@ def _use(services, command, args, respond, client) -> None:
     if not known:
         respond(text=f"The backend knows no model `{blocks.escape(model)}`.", response_type="ephemeral")
         return
+    if not _usable_here(services, command, model, respond):
+        return
     system_message = _rest_of_text(command, 2) or None
     services.storage.set_channel_model(command["channel_id"], model, system_message, command["user_id"])
     shown = system_message or services.storage.model_system_message(model)
@@ -192,6 +196,13 @@ def _use(services, command, args, respond, client) -> None:
         + _system_note(shown),
         response_type="in_channel",
     )
+
+
+def _usable_here(services, command, model: str, respond) -> bool:
+    usable = usable_in(services.storage, model, command["channel_id"], command["user_id"])
+    if not usable:
+        respond(text=blocks.escape(elsewhere_model_text(model)), response_type="ephemeral")
+    return usable
 
 
 def _allowed(services, command, respond) -> bool:
@@ -220,6 +231,8 @@ def _ask(services, command, args, respond, client) -> None:
         if chosen is None:
             return
         model, system_message = chosen.model, chosen.system_message
+    elif not _usable_here(services, command, model, respond):
+        return
     system_message = system_message or services.storage.model_system_message(model)
     prompt = _rest_of_text(command, skip)
     if not prompt or not _allowed(services, command, respond):

@@ -11,6 +11,7 @@ import logging
 
 from slack_bolt import App
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot import intake
 
@@ -35,7 +36,12 @@ def register(app: App, services) -> None:
     def file_shared(event: dict, client: WebClient, context) -> None:
         if event.get("user_id") == context.bot_user_id:
             return
-        file_info = client.files_info(file=event["file_id"])["file"]
+        try:
+            file_info = client.files_info(file=event["file_id"])["file"]
+        except SlackApiError as error:
+            if error.response.get("error") not in ("file_not_found", "file_deleted"):
+                raise
+            return  # deleted at once: the share's `file_share` message, if any, is answered that it is gone
         if file_info.get("user") == context.bot_user_id:
             return
         thread_ts = intake.share_thread(file_info, event["channel_id"])

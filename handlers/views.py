@@ -6,6 +6,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from bot import blocks, intake
+from bot.chat import usable_in
 from bot.datasets import ColumnMapping
 from bot.job_threads import start_job
 from bot.jobs import parse_options
@@ -16,11 +17,14 @@ def register(app: App, services) -> None:
     def options_submitted(ack: Ack, body: dict, view: dict, client: WebClient) -> None:
         values = {block: _value(view["state"]["values"], block) for block in view["state"]["values"]}
         options, errors = parse_options(values, services.settings.base_model)
+        dataset = services.storage.dataset(view["private_metadata"])
+        chosen_model = values.get("base_model")
+        if dataset and chosen_model and not usable_in(services.storage, chosen_model, dataset["channel"], body["user"]["id"]):
+            errors["base_model"] = "That model was fine-tuned in another conversation; choose one from here."
         if errors:
             ack(response_action="errors", errors=errors)
             return
         ack()
-        dataset = services.storage.dataset(view["private_metadata"])
         if dataset is None or not services.storage.claim(f"view:{view['id']}"):
             return  # submitted twice: the job is already starting
         start_job(services, client, dataset=dataset, user=body["user"]["id"], options=options, again=True)

@@ -121,6 +121,11 @@ class Storage:
             )
             return cursor.rowcount == 1
 
+    def release_claim(self, key: str) -> None:
+        """Give back a claim whose effect failed half way (Slack refused it for now): the next try may take it."""
+        with self._lock:
+            self.db.execute("DELETE FROM claims WHERE key = ? AND state = ?", [key, CLAIM_PENDING])
+
     def finish_claim(self, key: str) -> None:
         with self._lock:
             self.db.execute("UPDATE claims SET state = ?, done_at = ? WHERE key = ?", [CLAIM_DONE, time.time(), key])
@@ -187,6 +192,9 @@ class Storage:
     def job(self, key: str) -> dict | None:
         """A job by the bot's id or by the backend's job id (`ftjob-...`)."""
         return self._first("jobs", "id = ? OR job_id = ?", [key, key])
+
+    def job_of_start(self, start_id: str) -> dict | None:
+        return self._first("jobs", "start_id = ?", [start_id])
 
     def active_jobs(self) -> list[dict]:
         """Jobs whose thread still waits for its end: the poller follows these, after a restart too."""

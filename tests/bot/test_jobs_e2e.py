@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 
@@ -176,3 +177,21 @@ def test_the_home_tab_lists_the_viewers_jobs_and_datasets(local_slack, bot):
     assert "Your fine-tuning jobs" in said and "ftjob-" in said and "numbers.jsonl" in said
     local_slack.open_home("bob")
     assert "No fine-tuning jobs yet" in json.dumps(local_slack.wait_for(lambda: local_slack.home("bob"), 15)["blocks"])
+
+
+def test_a_model_answers_only_where_it_was_tuned(local_slack, bot):
+    local_slack.slash_command(CHANNEL, "alice", "/finetune", "models").ack()
+    listed = local_slack.wait_for(lambda: [e for e in local_slack.ephemerals(CHANNEL, "alice") if "Models fine-tuned" in e.get("text", "")], 15)
+    model = re.search(r"`(ft:[^`]+)`", listed[-1]["text"]).group(1)
+    secret = local_slack.add_channel("secret-project", ["alice", "bob"], private=True)
+
+    def answer_to(channel: str, user: str, text: str) -> str:
+        seen = len(local_slack.ephemerals(channel, user))
+        local_slack.slash_command(channel, user, "/finetune", text).ack()
+        return local_slack.wait_for(lambda: local_slack.ephemerals(channel, user)[seen:], 15)[0]["text"]
+
+    assert "another conversation" in answer_to(secret, "alice", f"use {model}")
+    assert "another conversation" in answer_to(secret, "alice", f"ask {model} Say 3.")
+    assert "another conversation" in answer_to(local_slack.dm("bob"), "bob", f"ask {model} Say 3.")
+    local_slack.slash_command(local_slack.dm("alice"), "alice", "/finetune", f"use {model}").ack()
+    local_slack.wait_for(lambda: [m for m in local_slack.messages(local_slack.dm("alice")) if "set this channel's model" in m.get("text", "")], 15)

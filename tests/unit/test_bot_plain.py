@@ -11,8 +11,10 @@ import pytest
 from slack_sdk.models.blocks import Block
 
 from bot import blocks
+from bot.chat import usable_in
 from bot.datasets import Issue, IntakeReport, TokenStats
 from bot.jobs import AUTO, parse_options, split_validation, suffix_for_channel
+from bot.settings import BotSettings
 from bot.slack_ops import token_may_go_to
 from storage import Storage
 
@@ -107,3 +109,30 @@ def test_a_claim_is_taken_once_across_threads_and_restarts(tmp_path: Path):
     assert [key for key, _ in reopened.pending_claims("file:")] == ["file:F1"]
     reopened.finish_claim("file:F1")
     assert reopened.pending_claims("file:") == []
+
+
+def test_a_released_claim_can_be_taken_again_and_a_finished_one_cannot(tmp_path: Path):
+    storage = Storage(tmp_path / "bot.db")
+    assert storage.claim("milestone:J1:end")
+    storage.release_claim("milestone:J1:end")
+    assert storage.claim("milestone:J1:end")
+    storage.finish_claim("milestone:J1:end")
+    storage.release_claim("milestone:J1:end")
+    assert not storage.claim("milestone:J1:end")
+
+
+def test_allowed_channels_and_direct_messages():
+    anywhere = BotSettings(_env_file=None)
+    assert anywhere.works_in("C1") and anywhere.works_in("G2")
+    only = BotSettings(_env_file=None, SLACK_ALLOWED_CHANNELS="C1, C2")
+    assert only.allowed_channels == ["C1", "C2"]
+    assert only.works_in("C2") and only.works_in("D9") and not only.works_in("C3")
+
+
+def test_a_tuned_model_answers_where_it_was_tuned_and_in_its_starters_dms(tmp_path: Path):
+    storage = Storage(tmp_path / "bot.db")
+    storage.save_job(channel="C1", user="U1", status="succeeded", fine_tuned_model="ft:secret", job_id="ftjob-1")
+    assert usable_in(storage, "ft:secret", "C1", "U2")
+    assert not usable_in(storage, "ft:secret", "C2", "U1")
+    assert usable_in(storage, "ft:secret", "D1", "U1") and not usable_in(storage, "ft:secret", "D2", "U2")
+    assert usable_in(storage, "gpt-4o-mini-2024-07-18", "C2", "U2"), "models the bot did not tune answer anywhere"
