@@ -27,7 +27,9 @@ DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
 def bot(local_slack, tmp_path_factory, tiny_model_dir):
     data = tmp_path_factory.mktemp("jobs-bot")
     add_tiny_model(data, tiny_model_dir)
-    process = BotProcess(local_slack, data, extra_env={"TUNEHOUSE_BASE_MODEL": "tiny"}).start()
+    admin = local_slack.add_user("dana")
+    local_slack.join(CHANNEL, "dana")
+    process = BotProcess(local_slack, data, extra_env={"TUNEHOUSE_BASE_MODEL": "tiny", "SLACK_ADMIN_USERS": admin}).start()
     yield process
     process.stop()
 
@@ -90,7 +92,7 @@ def test_the_button_trains_a_model_and_the_thread_follows_it(local_slack, bot):
     assert any("ft:" in m.get("text", "") for m in dm), "the starter hears of the end directly"
 
 
-def test_cancel_stops_the_job_for_its_starter_only(local_slack, bot):
+def test_cancel_and_pause_are_for_the_starter_and_admins_only(local_slack, bot):
     ts = share(local_slack, "cancel-me.jsonl", jsonl([chat(f"Spell {i}.", "x" * 40) for i in range(30)]))
     report = wait_report(local_slack, ts)
     start_with_options(local_slack, report, base_model=DEFAULT_MODEL, n_epochs="3")
@@ -100,6 +102,8 @@ def test_cancel_stops_the_job_for_its_starter_only(local_slack, bot):
     local_slack.click(CHANNEL, status["ts"], "job_cancel", "bob")
     refused = local_slack.wait_for(lambda: [e for e in local_slack.ephemerals(CHANNEL, "bob") if "Only" in e.get("text", "")], 15)
     assert refused
+    local_slack.click(CHANNEL, status["ts"], "job_pause", "dana")  # an admin (SLACK_ADMIN_USERS)
+    local_slack.wait_for(lambda: "Paused" in everything_said(local_slack.message(CHANNEL, status["ts"])), 60)
     local_slack.click(CHANNEL, status["ts"], "job_cancel", "alice")
     end = local_slack.wait_for(lambda: ended(local_slack, ts), 120)
     assert "cancel" in everything_said(end[0]).lower()
@@ -193,5 +197,22 @@ def test_a_model_answers_only_where_it_was_tuned(local_slack, bot):
     assert "another conversation" in answer_to(secret, "alice", f"use {model}")
     assert "another conversation" in answer_to(secret, "alice", f"ask {model} Say 3.")
     assert "another conversation" in answer_to(local_slack.dm("bob"), "bob", f"ask {model} Say 3.")
+    job_id = re.search(r"ftjob-[A-Za-z0-9]+", answer_to(CHANNEL, "alice", "status")).group(0)
+    for verb in ("status", "cancel"):
+        assert "I know no job" in answer_to(secret, "alice", f"{verb} {job_id}"), "a job is acted on in its channel only"
     local_slack.slash_command(local_slack.dm("alice"), "alice", "/finetune", f"use {model}").ack()
     local_slack.wait_for(lambda: [m for m in local_slack.messages(local_slack.dm("alice")) if "set this channel's model" in m.get("text", "")], 15)
+
+
+def test_what_happens_in_a_dm_stays_in_the_dm(local_slack, bot):
+    dm = local_slack.dm("bob")
+    before = {m["ts"] for m in local_slack.messages(CHANNEL)}
+    _, ts = local_slack.share_file(dm, "bob", "diary.jsonl", jsonl([chat(f"Secret {i}?", f"Code {i}.") for i in range(10)]))
+    report = wait_report(local_slack, ts, channel=dm)
+    local_slack.click(dm, report["ts"], "dataset_finetune", "bob")
+    end = local_slack.wait_for(lambda: [m for m in reports(local_slack, ts, dm) if m.get("reply_broadcast") or m.get("subtype") == "thread_broadcast"], JOB_TIMEOUT_S)
+    assert "ft:" in everything_said(end[0])
+    time.sleep(4)
+    new_in_channel = [m for m in local_slack.messages(CHANNEL) if m["ts"] not in before]
+    assert not [m for m in new_in_channel if "diary" in everything_said(m) or "Secret" in everything_said(m)]
+    assert all(e["channel"] == dm for e in local_slack.ephemerals(user="bob") if "diary" in e.get("text", ""))
