@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from .conftest import ROOT, BotProcess
-from .test_datasets_e2e import chat, everything_said, jsonl, share, wait_report
+from .test_datasets_e2e import chat, everything_said, jsonl, reports, share, wait_report
 
 
 def free_port() -> int:
@@ -45,6 +45,12 @@ def test_health_and_a_file_pushed_over_signed_http(http_bot):
     assert slack.verify_url()
     ts = share(slack, "pushed.jsonl", jsonl([chat(f"q{i}", f"a{i}") for i in range(10)]))
     assert "10 examples" in everything_said(wait_report(slack, ts))
+    # Slack's retries over HTTP (X-Slack-Retry-Num, X-Slack-Retry-Reason) of both deliveries of the share
+    for delivery in [d for d in slack.deliveries if d.type in ("message", "file_shared") and d.retry_attempt == 0][-2:]:
+        slack.redeliver(delivery.event_id, "http_timeout")
+    slack.wait_for(lambda: len([d for d in slack.deliveries if d.retry_attempt > 0 and d.status == "acked"]) >= 2, 15)
+    time.sleep(1.5)
+    assert len(reports(slack, ts)) == 1
 
 
 def signed(secret: str, body: str, timestamp: int) -> dict[str, str]:
