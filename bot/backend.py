@@ -41,8 +41,10 @@ class Backend:
     """`embedded` (our own server, CPU training, estimated time) or `openai` (anything else: estimated cost)."""
     base_url: str
     process: subprocess.Popen | None = field(default=None, repr=False)
+    stopping: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def stop(self) -> None:
+        self.stopping.set()
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -68,40 +70,71 @@ def connect_backend(settings: BotSettings) -> Backend:
 
 
 def start_embedded_backend(data_dir: Path, warm_model: str | None = None) -> Backend:
-    """`tunehouse serve` on a free loopback port, in its own process (its training runs in child processes)."""
+    """`tunehouse serve` on a free loopback port, in its own process (its training runs in child processes),
+    started again on the same port whenever it dies: jobs resume from the backend's own data."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
-    log_path = data_dir / "server.log"
-    process = subprocess.Popen(
+    base_url = f"http://127.0.0.1:{port}/v1"
+    backend = Backend(
+        client=OpenAI(api_key="sk-local", base_url=base_url, max_retries=3), kind=EMBEDDED, base_url=base_url,
+        process=_serve(data_dir, port),
+    )
+    atexit.register(backend.stop)
+    try:
+        _wait_until_healthy(backend.process, port, data_dir)
+    except RuntimeError:
+        backend.stop()
+        raise
+    log.info("backend: embedded tunehouse at %s (data in %s)", backend.base_url, data_dir)
+    if warm_model:
+        threading.Thread(target=_warm_up, args=(backend.client, warm_model), name="backend-warm-up", daemon=True).start()
+    threading.Thread(target=_keep_serving, args=(backend, port, data_dir), name="backend-watch", daemon=True).start()
+    return backend
+
+
+def _serve(data_dir: Path, port: int) -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, "-m", "tunehouse", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)],
         stdout=subprocess.DEVNULL,
-        stderr=open(log_path, "ab"),
+        stderr=open(data_dir / "server.log", "ab"),
         env={**os.environ, "TUNEHOUSE_DATA_DIR": str(data_dir)},
         preexec_fn=partial(die_with_parent, signal.SIGTERM),  # the backend ends with the bot, SIGKILL too
     )
-    backend = Backend(
-        client=OpenAI(api_key="sk-local", base_url=f"http://127.0.0.1:{port}/v1", max_retries=3),
-        kind=EMBEDDED,
-        base_url=f"http://127.0.0.1:{port}/v1",
-        process=process,
-    )
-    atexit.register(backend.stop)
+
+
+def _wait_until_healthy(process: subprocess.Popen, port: int, data_dir: Path) -> None:
     deadline = time.monotonic() + EMBEDDED_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the embedded backend exited with {process.returncode}; see {log_path}")
+            raise RuntimeError(f"the embedded backend exited with {process.returncode}; see {data_dir / 'server.log'}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                log.info("backend: embedded tunehouse at %s (data in %s)", backend.base_url, data_dir)
-                if warm_model:
-                    threading.Thread(
-                        target=_warm_up, args=(backend.client, warm_model), name="backend-warm-up", daemon=True
-                    ).start()
-                return backend
+                return
         except httpx.HTTPError:
             time.sleep(0.2)
-    backend.stop()
-    raise RuntimeError(f"the embedded backend did not answer within {EMBEDDED_START_TIMEOUT_S} s; see {log_path}")
+    raise RuntimeError(f"the embedded backend did not answer within {EMBEDDED_START_TIMEOUT_S} s; see {data_dir / 'server.log'}")
+
+
+def _keep_serving(backend: Backend, port: int, data_dir: Path) -> None:
+    """While the bot runs, a backend that exits (killed for memory, crashed) is started again, waiting
+    longer after each start that does not come up. Meanwhile jobs are polled with back-off and questions
+    are told that the backend cannot be reached."""
+    pause = 1.0
+    while True:
+        code = backend.process.wait()
+        if backend.stopping.wait(pause):
+            return
+        log.error("the embedded backend exited with %s; starting it again (its log: %s)", code, data_dir / "server.log")
+        backend.process = _serve(data_dir, port)
+        try:
+            _wait_until_healthy(backend.process, port, data_dir)
+        except RuntimeError as failure:
+            log.error("%s", failure)
+            backend.process.kill()
+            pause = min(pause * 2, 60.0)
+            continue
+        log.info("backend: embedded tunehouse at %s again", backend.base_url)
+        pause = 1.0
 
 
 def _warm_up(client: OpenAI, model: str) -> None:

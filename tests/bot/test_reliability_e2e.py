@@ -6,7 +6,10 @@ The module's bot works only in #fine-tuning (`SLACK_ALLOWED_CHANNELS`) and direc
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -102,6 +105,32 @@ def test_a_channel_the_bot_was_removed_from_costs_nothing_else(local_slack, bot)
     assert "not in" in told[-1]["text"] or "removed" in told[-1]["text"]
     later = share(local_slack, "later.jsonl", TEN)
     wait_report(local_slack, later)
+
+
+def embedded_backend_pid(bot) -> int:
+    for task in Path(f"/proc/{bot.process.pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"serve" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return int(child)
+    raise AssertionError("the bot's embedded backend is not running")
+
+
+def test_an_embedded_backend_that_dies_is_started_again(local_slack, bot):
+    def use_model() -> str:
+        seen = len(local_slack.ephemerals(CHANNEL, "alice"))
+        local_slack.slash_command(CHANNEL, "alice", "/finetune", "use gpt-4o-mini-2024-07-18").ack()
+        local_slack.wait_for(lambda: len(local_slack.ephemerals(CHANNEL, "alice")) > seen or any(
+            "set this channel's model" in m.get("text", "") for m in local_slack.messages(CHANNEL)[-3:]), 30)
+        return " ".join(e["text"] for e in local_slack.ephemerals(CHANNEL, "alice")[seen:])
+
+    os.kill(embedded_backend_pid(bot), signal.SIGKILL)
+    while_down = use_model()
+    assert not while_down or "cannot be reached" in while_down, while_down
+    local_slack.wait_for(lambda: "embedded tunehouse at" in bot.log().split("starting it again")[-1], 120)
+    before = len([m for m in local_slack.messages(CHANNEL) if "set this channel's model" in m.get("text", "")])
+    assert use_model() == ""
+    assert len([m for m in local_slack.messages(CHANNEL) if "set this channel's model" in m.get("text", "")]) == before + 1
+    assert bot.alive()
 
 
 def test_a_restart_after_all_this_repeats_nothing(local_slack, bot):
