@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request
 from slack_bolt import App
 from slack_sdk import WebClient
+from slack_sdk.http_retry import RetryHandler
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -49,11 +50,24 @@ class Services:
     poller: JobPoller | None = None
 
 
+POSTING_METHODS = ("chat.postMessage", "chat.postEphemeral", "chat.startStream", "chat.appendStream")
+"""Web API methods that may have posted although their answer timed out: repeating one could post twice."""
+
+
+class TimeoutRetryHandler(RetryHandler):
+    """A Web API call whose answer did not come in time is tried again, unless it may have posted already
+    (its report is then finished at the next start, from its claim)."""
+
+    def _can_retry(self, *, state, request, response=None, error=None) -> bool:
+        return isinstance(error, TimeoutError) and request.url.rsplit("/", 1)[-1] not in POSTING_METHODS
+
+
 def web_client(settings: BotSettings) -> WebClient:
     client = WebClient(token=settings.secret("slack_bot_token"), base_url=settings.slack_api_url)
-    # slack_sdk retries only connection errors by default; Slack's 429s (with Retry-After) and 5xx too.
+    # slack_sdk retries only connection errors by default; Slack's 429s (with Retry-After), 5xx and timeouts too.
     client.retry_handlers.extend(
-        [RateLimitErrorRetryHandler(max_retry_count=5), ServerErrorRetryHandler(max_retry_count=2)]
+        [RateLimitErrorRetryHandler(max_retry_count=5), ServerErrorRetryHandler(max_retry_count=2),
+         TimeoutRetryHandler(max_retry_count=2)]
     )
     if not any(isinstance(h, ConnectionErrorRetryHandler) for h in client.retry_handlers):
         client.retry_handlers.append(ConnectionErrorRetryHandler())

@@ -16,6 +16,7 @@ import pytest
 from .conftest import ROOT, BotProcess
 from .test_datasets_e2e import CHANNEL, SETTLE_S, bot_replies, chat, everything_said, jsonl, reports, share, wait_report
 
+WEB_API_TIMEOUT_S = 30  # slack_sdk's WebClient default
 TEN = jsonl([chat(f"q{i}", f"a{i}") for i in range(10)])
 
 
@@ -65,6 +66,15 @@ def test_rate_limits_and_server_errors_are_retried_and_nothing_is_posted_twice(l
     local_slack.wait_for(lambda: uploads(local_slack, ts), 30)
     time.sleep(SETTLE_S * 2)
     assert len(reports(local_slack, ts)) == 1 and len(uploads(local_slack, ts)) == 1
+
+
+def test_a_web_api_call_that_times_out_is_tried_again(local_slack, bot):
+    local_slack.inject_fault("files.getUploadURLExternal", delay=WEB_API_TIMEOUT_S + 2, times=1)
+    ts = share(local_slack, "slow.jsonl", TEN)
+    wait_report(local_slack, ts)
+    local_slack.wait_for(lambda: uploads(local_slack, ts), WEB_API_TIMEOUT_S + 30)
+    time.sleep(SETTLE_S)
+    assert len(uploads(local_slack, ts)) == 1
 
 
 def test_blocks_slack_refuses_fall_back_to_the_text(local_slack, bot):
