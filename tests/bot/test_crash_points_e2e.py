@@ -68,19 +68,18 @@ def test_killed_after_the_download_the_report_comes_once(local_slack, crash):
     assert len([f for m in bot_replies(local_slack, thread["ts"]) for f in m.get("files", [])]) == 1
 
 
-def shared_and_reported(local_slack, name: str) -> tuple[str, dict]:
-    ts = share(local_slack, name, NUMBERS)
-    return ts, wait_report(local_slack, ts)
+def fine_tune(local_slack, name: str, thread: dict):
+    """What the held bot is given: share `name`, wait for its report, click Fine-tune; `thread` keeps both."""
+    def act():
+        thread["ts"] = share(local_slack, name, NUMBERS)
+        thread["report"] = wait_report(local_slack, thread["ts"])
+        local_slack.click(CHANNEL, thread["report"]["ts"], "dataset_finetune", "alice")
+    return act
 
 
 def test_killed_after_the_training_file_was_uploaded_the_start_can_be_clicked_again(local_slack, crash):
     thread = {}
-
-    def click():
-        thread["ts"], thread["report"] = shared_and_reported(local_slack, "uploaded.jsonl")
-        local_slack.click(CHANNEL, thread["report"]["ts"], "dataset_finetune", "alice")
-
-    restarted = crash("bot.training_file_created", click)
+    restarted = crash("bot.training_file_created", fine_tune(local_slack, "uploaded.jsonl", thread))
     restarted.start()
     ts = thread["ts"]
     local_slack.wait_for(lambda: any("restarted before the job was created" in everything_said(m)
@@ -94,12 +93,7 @@ def test_killed_after_the_training_file_was_uploaded_the_start_can_be_clicked_ag
 
 def test_killed_after_the_job_was_created_the_job_is_adopted_and_ends_once(local_slack, crash):
     thread = {}
-
-    def click():
-        thread["ts"], thread["report"] = shared_and_reported(local_slack, "created.jsonl")
-        local_slack.click(CHANNEL, thread["report"]["ts"], "dataset_finetune", "alice")
-
-    restarted = crash("bot.job_created", click)
+    restarted = crash("bot.job_created", fine_tune(local_slack, "created.jsonl", thread))
     restarted.start()
     ts = thread["ts"]
     end = local_slack.wait_for(lambda: ended(local_slack, ts), JOB_TIMEOUT_S)

@@ -44,10 +44,11 @@ def rss_mb(pid: int) -> float:
 
 
 def test_twenty_files_and_fifty_mentions_in_a_minute_while_a_job_trains(local_slack, bot):
-    people = [local_slack.add_user(f"person{n:02d}") for n in range(PEOPLE)]
-    local_slack.add_channel(OTHER, [f"person{n:02d}" for n in range(PEOPLE)])
-    for n in range(PEOPLE):
-        local_slack.join(CHANNEL, f"person{n:02d}")
+    people = [f"person{n:02d}" for n in range(PEOPLE)]
+    for person in people:
+        local_slack.add_user(person)
+        local_slack.join(CHANNEL, person)
+    local_slack.add_channel(OTHER, people)
     # a job on the default model, training through the whole minute
     _, job_thread = local_slack.share_file(CHANNEL, "alice", "long.jsonl", jsonl([chat(f"Spell {i}.", "x" * 40) for i in range(30)]))
     start_with_options(local_slack, wait_report(local_slack, job_thread), base_model=DEFAULT_MODEL, n_epochs="10")
@@ -64,7 +65,7 @@ def test_twenty_files_and_fifty_mentions_in_a_minute_while_a_job_trains(local_sl
     started = time.monotonic()
     for number, action in enumerate(actions[i] for i in _interleaved(PEOPLE, QUESTIONS)):
         time.sleep(max(0.0, started + number * WINDOW_S / len(actions) - time.monotonic()))
-        person = f"person{number % PEOPLE:02d}"
+        person = people[number % PEOPLE]
         channel = (CHANNEL, OTHER)[number % 2]
         if action == "file":
             records = [chat(f"{person} question {i}?", f"answer {i}") for i in range(10 + len(files))]
