@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from slack_sdk import WebClient
+
 from tunehouse.faults import hold_point
 
 from .chat import (

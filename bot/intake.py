@@ -11,6 +11,7 @@ from pathlib import Path
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+
 from tunehouse.faults import hold_point
 
 from . import blocks

@@ -15,23 +15,29 @@ from pathlib import Path
 
 import openai
 from slack_sdk import WebClient
-from tunehouse.faults import hold_point
 from slack_sdk.errors import SlackApiError
+
+from tunehouse.faults import hold_point
 
 from . import blocks
 from .chart import chart_alt_text, loss_chart_png
 from .jobs import (
+    DATASET_METADATA_KEY,
+    START_METADATA_KEY,
     JobOptions,
     StartFailed,
     create_backend_job,
     find_job_by_start,
     job_metadata,
+    jobs_naming_a_thread,
     new_start_id,
 )
 from .progress import TERMINAL, Cadence, Coalescer, JobProgress, new_events, status_line
 from .slack_ops import conversation_gone, post_in_thread, tell_directly
 
 log = logging.getLogger(__name__)
+
+START_CLAIM = "start:"
 
 
 def start_job(
@@ -73,9 +79,6 @@ def start_job(
     return row
 
 
-START_CLAIM = "start:"
-
-
 def adopt_unstarted(services, client: WebClient) -> None:
     """Starts that a crash cut between `jobs.create` and storing its id: find the job by its metadata and
     follow it; a start that never reached the backend is reported as not started, and its dataset's
@@ -104,6 +107,34 @@ def adopt_unstarted(services, client: WebClient) -> None:
         )
         if finished.get("status_ts"):
             _update(client, finished, blocks.job_start_failed(finished, "the bot restarted before the job was created; click Fine-tune again"))
+
+
+def adopt_unknown(services, client: WebClient) -> None:
+    """Jobs running on the backend for a Slack thread the bot has no record of (its `bot.db` lost, or
+    restored from an older backup): followed from now on, with a new status message in their thread."""
+    storage = services.storage
+    try:
+        found = jobs_naming_a_thread(services.backend.client, blocks.ACTIVE_STATUSES)
+    except openai.OpenAIError:
+        log.exception("could not look for jobs this bot has no record of")
+        return
+    for job in found:
+        metadata = job.metadata
+        if storage.job(job.id) or storage.job_of_start(metadata[START_METADATA_KEY]):
+            continue
+        row = storage.save_job(
+            dataset_id=metadata.get(DATASET_METADATA_KEY), team_id=metadata.get("slack_team"),
+            channel=metadata["slack_channel"], thread_ts=metadata["slack_thread_ts"], user=metadata.get("slack_user"),
+            base_model=job.model, status=job.status, job_id=job.id, start_id=metadata[START_METADATA_KEY],
+        )
+        log.info("adopted %s, a job this bot had no record of, in %s", job.id, row["channel"])
+        try:
+            status_ts = post_in_thread(client, channel=row["channel"], thread_ts=row["thread_ts"], **blocks.job_status(
+                row, f"Following `{job.id}` again: it was started here before my records were lost ({job.status})."))
+        except SlackApiError as error:
+            log.warning("could not post in the thread of %s: %s", job.id, error.response.get("error"))
+            continue
+        storage.save_job(id=row["id"], status_ts=status_ts)
 
 
 def _update(client: WebClient, row: dict, message: dict) -> None:

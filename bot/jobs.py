@@ -191,5 +191,13 @@ def find_job_by_start(client: openai.OpenAI, start_id: str) -> str | None:
     return None
 
 
+def jobs_naming_a_thread(client: openai.OpenAI, active: tuple[str, ...]) -> list:
+    """The backend's jobs in one of the `active` statuses that carry the metadata of a start from Slack."""
+    return [
+        job for job in client.fine_tuning.jobs.list(limit=100).data  # the latest page: active jobs are recent
+        if job.status in active and (job.metadata or {}).get(START_METADATA_KEY) and (job.metadata or {}).get("slack_channel")
+    ]
+
+
 def new_start_id() -> str:
     return uuid.uuid4().hex[:16]

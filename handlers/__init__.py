@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.job_threads import adopt_unstarted
+from bot.job_threads import adopt_unknown, adopt_unstarted
 
 from . import actions, channels, commands, files, home, messages, views
 
@@ -28,3 +28,4 @@ def resume_unfinished(app: App, services) -> None:
     files.resume(app, services)
     messages.resume(app, services)
     adopt_unstarted(services, app.client)
+    adopt_unknown(services, app.client)

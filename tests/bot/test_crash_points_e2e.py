@@ -17,7 +17,7 @@ from storage import Storage
 
 from .conftest import BotProcess, add_tiny_model
 from .test_datasets_e2e import CHANNEL, SETTLE_S, bot_replies, chat, everything_said, jsonl, reports, share, wait_report
-from .test_jobs_e2e import JOB_TIMEOUT_S, ended
+from .test_jobs_e2e import DEFAULT_MODEL, JOB_TIMEOUT_S, ended, start_with_options
 
 HOLD_TIMEOUT_S = 120
 NUMBERS = jsonl([chat(f"Say {i}.", f"{i}") for i in range(10)])
@@ -123,3 +123,27 @@ def test_killed_mid_answer_the_question_is_answered_after_the_restart(local_slac
     assert [t["role"] for t in turns] == ["user", "assistant"], "the question and its answer, recorded once"
     assert turns[1]["content"].strip()
     assert bot_replies(local_slack, thread["ts"]), "the answer is in the question's thread"
+
+
+def test_a_job_the_bot_lost_its_records_of_is_found_on_the_backend_and_followed(local_slack, tmp_path):
+    data = tmp_path / "data"
+    first = BotProcess(local_slack, data).start()
+    second = BotProcess(local_slack, data)
+    try:
+        ts = share(local_slack, "lost.jsonl", jsonl([chat(f"Echo {i} twice.", f"{i} {i}") for i in range(12)]))
+        start_with_options(local_slack, wait_report(local_slack, ts), base_model=DEFAULT_MODEL, n_epochs="2")
+        local_slack.wait_for(lambda: any("Training started" in everything_said(m) for m in reports(local_slack, ts)), JOB_TIMEOUT_S)
+        first.kill()
+        for suffix in ("", "-wal", "-shm"):
+            (data / f"bot.db{suffix}").unlink(missing_ok=True)
+        second.start()
+        end = local_slack.wait_for(lambda: ended(local_slack, ts), JOB_TIMEOUT_S)
+        assert "ft:" in everything_said(end[0])
+        time.sleep(SETTLE_S * 2)
+        assert len(ended(local_slack, ts)) == 1
+        assert "a job this bot had no record of" in second.log()
+        # the new status message, posted by the second bot, followed the job to its end
+        assert any("Succeeded" in everything_said(m) and "job_cancel" not in everything_said(m) for m in reports(local_slack, ts))
+    finally:
+        first.stop()
+        second.stop()

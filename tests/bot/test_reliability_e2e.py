@@ -143,6 +143,24 @@ def test_an_embedded_backend_that_dies_is_started_again(local_slack, bot):
     assert bot.alive()
 
 
+def test_a_file_the_backend_refuses_is_said_in_its_thread(tmp_path):
+    from localslack import LocalSlack
+
+    slack = LocalSlack(manifest=ROOT / "manifest.yml").start()
+    # the embedded backend inherits the bot's environment: it refuses uploads over 100 bytes
+    refusing = BotProcess(slack, tmp_path / "data", extra_env={"TUNEHOUSE_MAX_UPLOAD_BYTES": "100"})
+    try:
+        refusing.start()
+        ts = share(slack, "refused.jsonl", TEN)
+        slack.click(CHANNEL, wait_report(slack, ts)["ts"], "dataset_finetune", "alice")
+        said = slack.wait_for(lambda: [everything_said(m) for m in reports(slack, ts) if "TUNEHOUSE_MAX_UPLOAD_BYTES" in everything_said(m)], 60)
+        assert "100" in said[0], said
+        assert refusing.alive()
+    finally:
+        refusing.stop()
+        slack.stop()
+
+
 def test_a_restart_after_all_this_repeats_nothing(local_slack, bot):
     def said_in_threads() -> dict[str, list[str]]:
         return {m["ts"]: [everything_said(r)[:80] for r in bot_replies(local_slack, m["ts"])]
@@ -150,8 +168,11 @@ def test_a_restart_after_all_this_repeats_nothing(local_slack, bot):
 
     time.sleep(SETTLE_S)
     before = said_in_threads()
+    answered = [d.event_id for d in local_slack.deliveries if d.type in ("message", "file_shared") and d.status == "acked"]
     bot.stop()
     bot.start()
+    for event_id in answered[-6:]:  # Slack's retries, arriving after the restart
+        local_slack.redeliver(event_id, "timeout")
     time.sleep(SETTLE_S * 2)
     after = said_in_threads()
     assert {ts: said for ts, said in after.items() if before.get(ts) != said} == {}
