@@ -41,7 +41,9 @@ def page(browser):
 
 
 def drop_file(page, name: str, content: bytes) -> None:
-    """Drop a file on the drop zone as a person dragging it from their desktop would."""
+    """Drop a file on the drop zone as a person dragging it from their desktop would (once the page that has
+    the zone is drawn: a click on the nav draws it a moment later)."""
+    page.locator("#dropzone").wait_for()
     page.evaluate(
         """([name, data]) => {
             const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
