@@ -34,7 +34,8 @@ UNMAPPED_CSV = b"frage,antwort\nWie viel ist 1+1?,2\nWie viel ist 2+2?,4\nWie vi
 
 
 def drop_file(page, selector: str, name: str, content: bytes, mimetype: str = "application/octet-stream") -> None:
-    """Drag a file from the desktop and drop it on `selector`, as a person does."""
+    """Drag a file from the desktop and drop it on `selector` (once drawn), as a person does."""
+    page.locator(selector).wait_for()
     page.evaluate(
         """([selector, name, data, type]) => {
             const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
