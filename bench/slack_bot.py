@@ -5,9 +5,9 @@
 - a 1 MB, 2,000-example JSONL shared in a channel: seconds from the share to the report in its thread
   (goal: within 2 s);
 - every Socket Mode delivery of the run: acknowledgement latency, p50 / p99 / max (goal: p99 under 100 ms);
-- a real fine-tuning job on the default model: for each training step the backend reports, seconds until
-  the status message in Slack shows it (goal: under 4 s at the default cadence), and the Web API calls the
-  bot makes per minute while the job runs (goal: at most 25).
+- a real fine-tuning job on the default model (150 steps, about a minute here): for each training step the
+  backend reports, seconds until the status message in Slack shows it (goal: under 4 s at the default
+  cadence), and the Web API calls the bot makes in the job's busiest minute (goal: at most 25).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def main() -> None:
         report = slack.wait_for_message(CHANNEL, thread_ts=ts, predicate=lambda m: m.get("bot_id") and m.get("text"), timeout=30)
         slack.click(CHANNEL, report["ts"], "dataset_options", "alice")
         modal = slack.wait_for(lambda: slack.views("alice"), 15)[-1]
-        slack.submit_view(modal["id"], "alice", {"n_epochs": {"value": {"type": "plain_text_input", "value": "2"}}})
+        slack.submit_view(modal["id"], "alice", {"n_epochs": {"value": {"type": "plain_text_input", "value": "5"}}})
         status = slack.wait_for(lambda: next((m for m in slack.messages(CHANNEL, thread_ts=ts) if "started by" in json.dumps(m.get("blocks"))), None), 30)
         job_start = time.time()
         slack.wait_for(lambda: any(m.get("subtype") == "thread_broadcast" for m in slack.messages(CHANNEL, thread_ts=ts)), 1800)
@@ -99,8 +99,12 @@ def main() -> None:
         per_method: dict[str, int] = {}
         for _, method in calls:
             per_method[method] = per_method.get(method, 0) + 1
-        print(f"Web API calls during the job: {len(calls)} in {minutes:.1f} min = {len(calls) / minutes:.1f} per minute "
-              f"(goal <= 25): {', '.join(f'{m} {n}' for m, n in sorted(per_method.items()))}")
+        # Slack counts per minute: the busiest 60 s of the job, and the average (which a short job's few
+        # milestones inflate)
+        busiest = max((sum(1 for other, _ in calls if at <= other < at + 60) for at, _ in calls), default=0)
+        print(f"Web API calls during the job: {len(calls)} in {minutes:.1f} min, {busiest} in its busiest minute "
+              f"(goal <= 25), {len(calls) / minutes:.1f} per minute on average: "
+              f"{', '.join(f'{m} {n}' for m, n in sorted(per_method.items()))}")
 
         latencies = [d.ack_latency * 1000 for d in slack.deliveries if d.ack_latency is not None]
         print(f"Socket Mode acknowledgements: {len(latencies)} deliveries, p50 {percentile(latencies, 0.5):.1f} ms, "
