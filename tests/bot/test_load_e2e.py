@@ -1,6 +1,8 @@
 """Load: 20 people share a dataset each and ask 50 questions within one minute, in two channels, while a job
 trains the default model on the same two cores. Every delivery is acknowledged within Slack's 3 s, every file
-gets its one report, every question its answer, nothing fails, and the bot's memory stays level.
+gets its one report, every question its answer, nothing fails, no call is refused for Slack's rate limits
+(the local Slack holds each method to its tier, and chat.postMessage to about one a second per channel), and
+the bot's memory stays level.
 
 The figures (acknowledgement p50/p99/max, time to the last answer, memory) are printed for
 docs/reliability.md: `pytest tests/bot/test_load_e2e.py -s`.
@@ -104,6 +106,7 @@ def test_twenty_files_and_fifty_mentions_in_a_minute_while_a_job_trains(local_sl
     assert all(len([m for m in bot_replies(local_slack, ts, c) if m.get("text")]) == 1 for c, ts in questions)
     assert rss_after < rss_before + 150, "memory stays level"
     log = bot.log()
+    assert "RateLimitErrorRetryHandler" not in log, "paced below Slack's tiers (the local Slack applies them): no 429"
     assert not re.search(r" (ERROR|CRITICAL) (bot|handlers|storage)\.", log) and "Traceback" not in log, log[-3000:]
     job_end = ended(local_slack, job_thread)
     assert not job_end or float(job_end[0]["ts"]) > window_end, "the job trained through the whole minute"
